@@ -1,1 +1,65 @@
-int main(void) { return 0; }
+/* hyperseaport: the command-line entry point. Parses options, then hands each command to
+ * the layer that implements it. */
+#include "hex.h"
+#include "options.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#define HSP_VERSION "0.1.0"
+
+extern char **environ;
+
+static int cmd_seed(const hsp_options_t *o) {
+  uint8_t seed[HSP_KEY_BYTES], pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+  if (o->has_seed) memcpy(seed, o->registry_seed, sizeof seed);
+  else randombytes_buf(seed, sizeof seed);
+  crypto_sign_seed_keypair(pk, sk, seed);
+  char seed_hex[2 * HSP_KEY_BYTES + 1], pk_hex[2 * HSP_KEY_BYTES + 1];
+  hsp_hex_encode(seed_hex, seed, sizeof seed);
+  hsp_hex_encode(pk_hex, pk, sizeof pk);
+  printf("registrySeed=%s\nregistryPublicKey=%s\n", seed_hex, pk_hex);
+  sodium_memzero(seed, sizeof seed);
+  sodium_memzero(sk, sizeof sk);
+  sodium_memzero(seed_hex, sizeof seed_hex);
+  return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* Commands whose network machinery is not built yet say so instead of pretending. */
+static int cmd_unavailable(const hsp_options_t *o) {
+  fprintf(stderr,
+          "hyperseaport %s: not available in this build yet: it needs the HyperDHT network "
+          "layer, which is still being written\n",
+          hsp_command_name(o->command));
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  if (sodium_init() < 0) {
+    fprintf(stderr, "hyperseaport: libsodium failed to initialise\n");
+    return 1;
+  }
+  hsp_options_t opts;
+  char err[2048];
+  if (hsp_options_parse(&opts, argc - 1, argv + 1, environ, err, sizeof err) != 0) {
+    fprintf(stderr, "hyperseaport: %s\n", err);
+    return 2;
+  }
+  if (opts.version) {
+    printf("hyperseaport %s\n", HSP_VERSION);
+    return 0;
+  }
+  if (opts.help) {
+    bool overview = opts.command == HSP_CMD_REGISTRY && (argc < 2 || argv[1][0] == '-');
+    hsp_options_print_help(stdout, overview ? HSP_CMD_COUNT : opts.command);
+    return 0;
+  }
+  int rc;
+  switch (opts.command) {
+  case HSP_CMD_SEED: rc = cmd_seed(&opts); break;
+  default: rc = cmd_unavailable(&opts);
+  }
+  sodium_memzero(&opts, sizeof opts);
+  return rc;
+}

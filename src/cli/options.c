@@ -1,0 +1,452 @@
+#include "options.h"
+
+#include "hex.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum flag_id {
+  F_HELP,
+  F_VERSION,
+  F_CONFIG,
+  F_SEED,
+  F_PUBLIC_KEY,
+  F_BOOTSTRAP,
+  F_STORAGE,
+  F_WEB,
+  F_PORT,
+  F_HOST,
+  F_ROLE,
+  F_COUNT
+};
+
+typedef struct flag_spec {
+  const char *name;       /* long form, also the config and environment key */
+  char short_name;        /* 0 if none */
+  const char *value_name; /* NULL for a flag without a value */
+  const char *help;
+  bool in_config; /* may also come from the config file or the environment */
+} flag_spec_t;
+
+static const flag_spec_t flags[F_COUNT] = {
+    [F_HELP] = {"help", 'h', NULL, "show this help", false},
+    [F_VERSION] = {"version", 0, NULL, "print the version", false},
+    [F_CONFIG] = {"config", 0, "FILE", "read settings from FILE instead of the default", false},
+    [F_SEED] = {"registrySeed", 0, "HEX", "64 hex chars: the registry's secret seed", true},
+    [F_PUBLIC_KEY] = {"registryPublicKey", 0, "HEX", "64 hex chars: the registry to use", true},
+    [F_BOOTSTRAP] = {"bootstrap", 0, "HOST:PORT[,...]",
+                     "DHT bootstrap nodes (default: the public HyperDHT nodes)", true},
+    [F_STORAGE] = {"storage", 0, "DIR",
+                   "where the registry keeps its data (default: ~/.local/share/hyperseaport)",
+                   true},
+    [F_WEB] = {"web", 0, "PORT", "also serve the HTTP gateway on PORT", false},
+    [F_PORT] = {"port", 'p', "PORT", NULL, false},
+    [F_HOST] = {"host", 0, "HOST", "host of the local service (default: localhost)", false},
+    [F_ROLE] = {"role", 'r', "NAME@VERSION", NULL, false},
+};
+
+#define BIT(f) (1u << (f))
+#define COMMON (BIT(F_HELP) | BIT(F_CONFIG))
+#define NETWORKED (COMMON | BIT(F_PUBLIC_KEY) | BIT(F_BOOTSTRAP))
+
+typedef struct command_spec {
+  const char *name;
+  const char *usage;
+  const char *summary;
+  unsigned allowed;
+  unsigned required;
+  const char *port_help;
+  const char *role_help;
+} command_spec_t;
+
+static const command_spec_t commands[HSP_CMD_COUNT] = {
+    [HSP_CMD_REGISTRY] = {"registry", "hyperseaport [registry] [--web PORT] [--storage DIR]",
+                          "run the registry (the default command)",
+                          NETWORKED | BIT(F_SEED) | BIT(F_STORAGE) | BIT(F_WEB) | BIT(F_VERSION),
+                          BIT(F_SEED), NULL, NULL},
+    [HSP_CMD_SEED] = {"seed", "hyperseaport seed [--registrySeed HEX] > ~/.config/hyperseaport",
+                      "print a new registry key pair (or the pair of an existing seed)",
+                      BIT(F_HELP) | BIT(F_SEED), 0, NULL, NULL},
+    [HSP_CMD_SERVICE] = {"service",
+                         "hyperseaport service --port PORT --role NAME@VERSION "
+                         "--registryPublicKey HEX",
+                         "announce a local TCP service and keep it registered",
+                         NETWORKED | BIT(F_PORT) | BIT(F_HOST) | BIT(F_ROLE),
+                         BIT(F_PORT) | BIT(F_ROLE) | BIT(F_PUBLIC_KEY),
+                         "port of the local service to announce",
+                         "role and exact version, e.g. couchdb@3.2.2"},
+    [HSP_CMD_PROXY] = {"proxy",
+                       "hyperseaport proxy --port PORT --role NAME@RANGE --registryPublicKey HEX",
+                       "expose a matching remote service on a local port",
+                       NETWORKED | BIT(F_PORT) | BIT(F_ROLE),
+                       BIT(F_PORT) | BIT(F_ROLE) | BIT(F_PUBLIC_KEY),
+                       "local port to listen on",
+                       "role and semver range, e.g. couchdb@3.x"},
+    [HSP_CMD_WEB] = {"web", "hyperseaport web --port PORT --registryPublicKey HEX",
+                     "run the HTTP gateway: /role/NAME@RANGE/path, /list/NAME@RANGE, "
+                     "/instance/KEY/path",
+                     NETWORKED | BIT(F_PORT), BIT(F_PORT) | BIT(F_PUBLIC_KEY),
+                     "local HTTP port to listen on", NULL},
+};
+
+const char *hsp_command_name(enum hsp_command cmd) {
+  return cmd < HSP_CMD_COUNT ? commands[cmd].name : "hyperseaport";
+}
+
+static int fail(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t err_len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, err_len, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static int parse_port(const char *text, int *port) {
+  char *end;
+  errno = 0;
+  long v = strtol(text, &end, 10);
+  if (errno || end == text || *end || v < 1 || v > 65535) return -1;
+  *port = (int)v;
+  return 0;
+}
+
+static int copy_text(char *dst, const char *src) {
+  size_t n = strlen(src);
+  if (n >= HSP_OPT_TEXT) return -1;
+  memcpy(dst, src, n + 1);
+  return 0;
+}
+
+static bool printable_token(const char *s) {
+  for (; *s; s++)
+    if (!isgraph((unsigned char)*s)) return false;
+  return true;
+}
+
+/* "name@version": the last '@' splits, so a scoped name like @team/db@1.0.0 still works. */
+static int parse_role(hsp_options_t *o, const char *text) {
+  const char *at = strrchr(text, '@');
+  if (!at || at == text || !at[1] || !printable_token(text)) return -1;
+  size_t name_len = (size_t)(at - text);
+  if (name_len >= HSP_OPT_TEXT || copy_text(o->role_version, at + 1)) return -1;
+  memcpy(o->role_name, text, name_len);
+  o->role_name[name_len] = '\0';
+  return 0;
+}
+
+/* Each entry is host:port with a non-empty host and a port in range. */
+static int check_bootstrap(const char *text) {
+  if (!*text) return 0;
+  const char *p = text;
+  while (true) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    char entry[HSP_OPT_TEXT];
+    if (len == 0 || len >= sizeof entry) return -1;
+    memcpy(entry, p, len);
+    entry[len] = '\0';
+    char *colon = strrchr(entry, ':');
+    int port;
+    if (!colon || colon == entry || parse_port(colon + 1, &port) || !printable_token(entry))
+      return -1;
+    if (!comma) return 0;
+    p = comma + 1;
+  }
+}
+
+/* Applies one setting; `where` names its source for the error ("--port", "FILE line 3"). */
+static int apply(hsp_options_t *o, enum flag_id f, const char *value, const char *where,
+                 char *err, size_t err_len) {
+  switch (f) {
+  case F_HELP: o->help = true; return 0;
+  case F_VERSION: o->version = true; return 0;
+  case F_CONFIG: return 0; /* consumed before the config file was read */
+  case F_SEED:
+  case F_PUBLIC_KEY: {
+    uint8_t *key = f == F_SEED ? o->registry_seed : o->registry_public_key;
+    /* The value is never echoed: it may be a secret seed. */
+    if (hsp_hex_decode(key, HSP_KEY_BYTES, value) != 0)
+      return fail(err, err_len,
+                  "%s must be 64 hex characters (0-9, a-f), got %zu characters%s: use the %s "
+                  "line printed by `hyperseaport seed`",
+                  where, strlen(value), strlen(value) == 64 ? " with a non-hex one" : "",
+                  flags[f].name);
+    *(f == F_SEED ? &o->has_seed : &o->has_public_key) = true;
+    return 0;
+  }
+  case F_BOOTSTRAP:
+    if (check_bootstrap(value) || copy_text(o->bootstrap, value))
+      return fail(err, err_len,
+                  "%s must be host:port[,host:port...] with ports 1-65535, got '%s'", where,
+                  value);
+    return 0;
+  case F_STORAGE:
+    if (!*value || copy_text(o->storage, value))
+      return fail(err, err_len, "%s must be a directory path", where);
+    return 0;
+  case F_WEB:
+  case F_PORT:
+    if (parse_port(value, f == F_WEB ? &o->web_port : &o->port))
+      return fail(err, err_len, "%s must be a port number from 1 to 65535, got '%s'", where,
+                  value);
+    return 0;
+  case F_HOST:
+    if (!*value || !printable_token(value) || copy_text(o->host, value))
+      return fail(err, err_len, "%s must be a host name or address, got '%s'", where, value);
+    return 0;
+  case F_ROLE:
+    if (parse_role(o, value))
+      return fail(err, err_len, "%s must be NAME@VERSION, e.g. couchdb@3.2.2, got '%s'", where,
+                  value);
+    return 0;
+  case F_COUNT: break;
+  }
+  return fail(err, err_len, "internal error: unknown option");
+}
+
+static int find_flag(const char *arg, size_t len, bool is_short) {
+  for (int f = 0; f < F_COUNT; f++) {
+    if (is_short ? (len == 1 && flags[f].short_name == arg[0])
+                 : (strlen(flags[f].name) == len && strncmp(flags[f].name, arg, len) == 0))
+      return f;
+  }
+  return -1;
+}
+
+/* The winning raw value of each setting and where it came from, validated only once all
+ * sources are read: a bad value that a later source overrides is not an error. */
+typedef struct sources {
+  const char *value[F_COUNT];
+  char where[F_COUNT][HSP_OPT_TEXT + 64];
+  char *owned[F_COUNT]; /* values copied out of the config file */
+} sources_t;
+
+static void set_source(sources_t *src, enum flag_id f, const char *value, const char *where) {
+  src->value[f] = value;
+  snprintf(src->where[f], sizeof src->where[f], "%s", where);
+}
+
+/* rc-style file: `key=value` (spaces around '=' allowed), '#' or ';' comments, blank lines.
+ * A missing file is fine; an unreadable one, or one with a line we cannot use, is an error. */
+static int load_config_file(hsp_options_t *o, sources_t *src, const char *path, bool must_exist,
+                            char *err, size_t err_len) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    if (errno == ENOENT && !must_exist) return 0;
+    return fail(err, err_len, "cannot read config file %s: %s", path, strerror(errno));
+  }
+  copy_text(o->config_path, path);
+  char line[2 * HSP_OPT_TEXT];
+  int number = 0, rc = 0;
+  while (rc == 0 && fgets(line, sizeof line, f)) {
+    number++;
+    size_t len = strlen(line);
+    if (len == sizeof line - 1 && line[len - 1] != '\n') {
+      rc = fail(err, err_len, "%s line %d is too long", path, number);
+      break;
+    }
+    while (len && isspace((unsigned char)line[len - 1])) line[--len] = '\0';
+    char *key = line;
+    while (isspace((unsigned char)*key)) key++;
+    if (!*key || *key == '#' || *key == ';') continue;
+    char *eq = strchr(key, '=');
+    if (!eq) {
+      rc = fail(err, err_len, "%s line %d: expected key=value, got '%s'", path, number, key);
+      break;
+    }
+    char *key_end = eq;
+    while (key_end > key && isspace((unsigned char)key_end[-1])) key_end--;
+    *key_end = '\0';
+    char *value = eq + 1;
+    while (isspace((unsigned char)*value)) value++;
+    int flag = find_flag(key, strlen(key), false);
+    if (flag < 0 || !flags[flag].in_config) {
+      rc = fail(err, err_len,
+                "%s line %d: unknown key '%s' (known: registrySeed, registryPublicKey, "
+                "bootstrap, storage)",
+                path, number, key);
+      break;
+    }
+    free(src->owned[flag]);
+    src->owned[flag] = strdup(value);
+    if (!src->owned[flag]) {
+      rc = fail(err, err_len, "out of memory");
+      break;
+    }
+    char where[HSP_OPT_TEXT + 64];
+    snprintf(where, sizeof where, "%s in %s line %d", key, path, number);
+    set_source(src, (enum flag_id)flag, src->owned[flag], where);
+  }
+  if (rc == 0 && ferror(f)) rc = fail(err, err_len, "cannot read config file %s", path);
+  fclose(f);
+  return rc;
+}
+
+static const char *env_get(char **envp, const char *name) {
+  size_t len = strlen(name);
+  for (; envp && *envp; envp++)
+    if (strncmp(*envp, name, len) == 0 && (*envp)[len] == '=') return *envp + len + 1;
+  return NULL;
+}
+
+static int default_config_path(char *out, size_t len, char **envp) {
+  const char *xdg = env_get(envp, "XDG_CONFIG_HOME");
+  const char *home = env_get(envp, "HOME");
+  int n = xdg && *xdg ? snprintf(out, len, "%s/hyperseaport", xdg)
+          : home      ? snprintf(out, len, "%s/.config/hyperseaport", home)
+                      : -1;
+  return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static void default_storage(hsp_options_t *o, char **envp) {
+  const char *xdg = env_get(envp, "XDG_DATA_HOME");
+  const char *home = env_get(envp, "HOME");
+  if (xdg && *xdg) snprintf(o->storage, sizeof o->storage, "%s/hyperseaport", xdg);
+  else snprintf(o->storage, sizeof o->storage, "%s/.local/share/hyperseaport", home ? home : ".");
+}
+
+static int collect_flags(const command_spec_t *cmd, int argc, char **argv, sources_t *src,
+                         char *err, size_t err_len) {
+  for (int i = 0; i < argc; i++) {
+    const char *arg = argv[i];
+    bool is_short = arg[0] == '-' && arg[1] && arg[1] != '-' && !arg[2];
+    bool is_long = strncmp(arg, "--", 2) == 0 && arg[2];
+    if (!is_short && !is_long)
+      return fail(err, err_len, "%s: unexpected argument '%s' (see hyperseaport %s --help)",
+                  cmd->name, arg, cmd->name);
+    const char *name = arg + (is_short ? 1 : 2);
+    const char *eq = is_long ? strchr(name, '=') : NULL;
+    size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+    int f = find_flag(name, name_len, is_short);
+    if (f < 0 || !(cmd->allowed & BIT(f)))
+      return fail(err, err_len, "%s: unknown flag %s (see hyperseaport %s --help)", cmd->name,
+                  arg, cmd->name);
+    const char *value = NULL;
+    if (flags[f].value_name) {
+      if (eq) value = eq + 1;
+      else if (i + 1 < argc) value = argv[++i];
+      else
+        return fail(err, err_len, "%s: %s needs a value: %s %s", cmd->name, arg, arg,
+                    flags[f].value_name);
+    } else if (eq) {
+      return fail(err, err_len, "%s: --%.*s takes no value", cmd->name, (int)name_len, name);
+    }
+    char where[80];
+    snprintf(where, sizeof where, "%s%s", is_short ? "-" : "--", is_short ? name : flags[f].name);
+    set_source(src, (enum flag_id)f, value ? value : "", where);
+  }
+  return 0;
+}
+
+int hsp_options_parse(hsp_options_t *o, int argc, char **argv, char **envp, char *err,
+                      size_t err_len) {
+  memset(o, 0, sizeof *o);
+  snprintf(o->host, sizeof o->host, "localhost");
+  default_storage(o, envp);
+
+  o->command = HSP_CMD_REGISTRY;
+  if (argc > 0 && argv[0][0] != '-') {
+    int c = 0;
+    while (c < HSP_CMD_COUNT && strcmp(argv[0], commands[c].name) != 0) c++;
+    if (c == HSP_CMD_COUNT)
+      return fail(err, err_len,
+                  "unknown command '%s' (commands: registry, seed, service, proxy, web; see "
+                  "hyperseaport --help)",
+                  argv[0]);
+    o->command = (enum hsp_command)c;
+    argc--, argv++;
+  }
+  const command_spec_t *cmd = &commands[o->command];
+
+  /* Sources are read in rising priority: config file, environment, flags. The flags are
+   * scanned first only to learn --config; they are applied on top afterwards. */
+  sources_t *flag_src = calloc(1, sizeof *flag_src), *src = calloc(1, sizeof *src);
+  int rc = flag_src && src ? collect_flags(cmd, argc, argv, flag_src, err, err_len)
+                           : fail(err, err_len, "out of memory");
+
+  /* `seed` makes a new pair: a seed in the config file must not turn it into a no-op. */
+  if (rc == 0 && o->command != HSP_CMD_SEED) {
+    char path[HSP_OPT_TEXT];
+    const char *config_file = flag_src->value[F_CONFIG];
+    if (config_file) rc = load_config_file(o, src, config_file, true, err, err_len);
+    else if (default_config_path(path, sizeof path, envp) == 0)
+      rc = load_config_file(o, src, path, false, err, err_len);
+    for (int f = 0; rc == 0 && f < F_COUNT; f++) {
+      if (!flags[f].in_config) continue;
+      char name[64];
+      snprintf(name, sizeof name, "hyperseaport_%s", flags[f].name);
+      const char *value = env_get(envp, name);
+      if (value) set_source(src, (enum flag_id)f, value, name);
+    }
+  }
+  for (int f = 0; rc == 0 && f < F_COUNT; f++)
+    if (flag_src->value[f]) set_source(src, (enum flag_id)f, flag_src->value[f], flag_src->where[f]);
+  unsigned given = 0;
+  for (int f = 0; rc == 0 && f < F_COUNT; f++) {
+    if (!src->value[f]) continue;
+    rc = apply(o, (enum flag_id)f, src->value[f], src->where[f], err, err_len);
+    given |= BIT(f);
+  }
+  for (int f = 0; src && f < F_COUNT; f++) free(src->owned[f]);
+  free(src);
+  free(flag_src);
+  if (rc || o->help || o->version) return rc;
+
+  if (o->has_seed && o->has_public_key) {
+    uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+    crypto_sign_seed_keypair(pk, sk, o->registry_seed);
+    sodium_memzero(sk, sizeof sk);
+    if (sodium_memcmp(pk, o->registry_public_key, sizeof pk) != 0)
+      return fail(err, err_len,
+                  "registrySeed does not match registryPublicKey%s%s: fix one of them, or run "
+                  "`hyperseaport seed` for a new pair",
+                  o->config_path[0] ? " in " : "", o->config_path);
+  }
+  unsigned missing = cmd->required & ~given;
+  if (missing & BIT(F_SEED))
+    return fail(err, err_len,
+                "%s needs registrySeed: run `hyperseaport seed > ~/.config/hyperseaport` first",
+                cmd->name);
+  if (missing & BIT(F_PUBLIC_KEY))
+    return fail(err, err_len,
+                "%s needs --registryPublicKey HEX (or registryPublicKey= in "
+                "~/.config/hyperseaport): the key the registry printed",
+                cmd->name);
+  for (int f = 0; f < F_COUNT; f++)
+    if (missing & BIT(f))
+      return fail(err, err_len, "%s needs --%s %s (see hyperseaport %s --help)", cmd->name,
+                  flags[f].name, flags[f].value_name, cmd->name);
+  return 0;
+}
+
+void hsp_options_print_help(FILE *out, enum hsp_command which) {
+  if (which >= HSP_CMD_COUNT) {
+    fprintf(out,
+            "hyperseaport: find and reach services by name and version over HyperDHT\n\n"
+            "Commands:\n");
+    for (int c = 0; c < HSP_CMD_COUNT; c++)
+      fprintf(out, "  %-9s %s\n", commands[c].name, commands[c].summary);
+    fprintf(out,
+            "\nSettings come from ~/.config/hyperseaport (key=value lines), then environment\n"
+            "variables hyperseaport_<key>, then flags. Run `hyperseaport COMMAND --help`.\n");
+    return;
+  }
+  const command_spec_t *cmd = &commands[which];
+  fprintf(out, "usage: %s\n\n%s\n\nflags:\n", cmd->usage, cmd->summary);
+  for (int f = 0; f < F_COUNT; f++) {
+    if (!(cmd->allowed & BIT(f))) continue;
+    const char *help = f == F_PORT ? cmd->port_help : f == F_ROLE ? cmd->role_help : flags[f].help;
+    char left[64];
+    snprintf(left, sizeof left, "%c%c%c --%s %s", flags[f].short_name ? '-' : ' ',
+             flags[f].short_name ? flags[f].short_name : ' ', flags[f].short_name ? ',' : ' ',
+             flags[f].name, flags[f].value_name ? flags[f].value_name : "");
+    fprintf(out, "  %-36s %s%s\n", left, help,
+            cmd->required & BIT(f) ? " (required)" : "");
+  }
+}

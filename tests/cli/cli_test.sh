@@ -1,0 +1,118 @@
+#!/bin/sh
+# Runs the hyperseaport binary as a user would and checks exit status and output.
+# usage: cli_test.sh path/to/hyperseaport
+set -u
+BIN=$1
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+export HOME="$T/home" XDG_CONFIG_HOME="" XDG_DATA_HOME=""
+mkdir -p "$HOME/.config"
+passed=0 failed=0
+
+# expect STATUS PATTERN -- ARGS...: exit status must match and stdout+stderr contain PATTERN.
+expect() {
+  want_status=$1 pattern=$2
+  shift 3
+  out=$("$BIN" "$@" 2>&1)
+  status=$?
+  if [ "$status" -eq "$want_status" ] && printf '%s' "$out" | grep -q -- "$pattern"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: hyperseaport $*: status $status (want $want_status), output:" >&2
+    printf '%s\n' "$out" | sed 's/^/    /' >&2
+    echo "    (wanted: $pattern)" >&2
+  fi
+}
+# Errors are exactly one line on stderr and nothing on stdout.
+expect_error() {
+  pattern=$1
+  shift 2
+  out=$("$BIN" "$@" 2>"$T/err")
+  status=$?
+  lines=$(wc -l <"$T/err")
+  if [ "$status" -eq 2 ] && [ -z "$out" ] && [ "$lines" -eq 1 ] && grep -q -- "$pattern" "$T/err"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: hyperseaport $*: status $status, stdout '$out', stderr:" >&2
+    sed 's/^/    /' "$T/err" >&2
+    echo "    (wanted one line matching: $pattern)" >&2
+  fi
+}
+
+K=8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c
+S=0101010101010101010101010101010101010101010101010101010101010101
+
+# seed: two lines of 64 lowercase hex, fresh every time, deterministic for a given seed.
+"$BIN" seed >"$T/a" && "$BIN" seed >"$T/b"
+if grep -Eqx 'registrySeed=[0-9a-f]{64}' "$T/a" && grep -Eqx 'registryPublicKey=[0-9a-f]{64}' "$T/a" &&
+  [ "$(wc -l <"$T/a")" -eq 2 ] && ! cmp -s "$T/a" "$T/b"; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1)); echo "FAIL: seed output" >&2; cat "$T/a" "$T/b" >&2
+fi
+expect 0 "registryPublicKey=$K" -- seed --registrySeed $S
+# A seed in the config file must not turn `seed` into a no-op.
+printf 'registrySeed=%s\n' $S >"$HOME/.config/hyperseaport"
+expect 0 "registrySeed=" -- seed
+if "$BIN" seed | grep -q "$K"; then failed=$((failed + 1)); echo "FAIL: seed reused config" >&2; else passed=$((passed + 1)); fi
+rm "$HOME/.config/hyperseaport"
+
+expect 0 "hyperseaport [0-9]" -- --version
+expect 0 "Commands:" -- --help
+for c in registry seed service proxy web; do expect 0 "usage: hyperseaport" -- $c --help; done
+expect 0 "e.g. couchdb@3.x" -- proxy -h
+
+# Validation errors: one line, exit 2, naming what is wrong.
+expect_error "unknown flag --nope" -- service --nope
+expect_error "unknown flag -x" -- proxy -x 1
+expect_error "unknown command 'frobnicate'" -- frobnicate
+expect_error "unexpected argument 'extra'" -- seed extra
+expect_error "--port needs a value" -- service --role a@1 --registryPublicKey $K --port
+expect_error "-r needs a value: -r NAME@VERSION" -- proxy -p 80 -r
+expect_error "-p must be a port number from 1 to 65535, got '0'" -- service -p 0 -r a@1 --registryPublicKey $K
+expect_error "--port must be a port number from 1 to 65535, got '65536'" -- proxy --port 65536 -r a@1 --registryPublicKey $K
+expect_error "--port must be a port number from 1 to 65535, got '80x'" -- web --port=80x --registryPublicKey $K
+expect_error "--web must be a port number" -- --web -1
+expect_error "--registryPublicKey must be 64 hex characters" -- proxy -p 1 -r a@1 --registryPublicKey abc
+expect_error "registryPublicKey must be 64 hex characters (0-9, a-f), got 64 characters with a non-hex" -- web -p 1 --registryPublicKey "$(echo $K | sed 's/^8/g/')"
+expect_error "--registrySeed must be 64 hex characters" -- seed --registrySeed 1234
+expect_error "-r must be NAME@VERSION, e.g. couchdb@3.2.2, got 'couchdb'" -- service -p 1 -r couchdb --registryPublicKey $K
+expect_error "-r must be NAME@VERSION" -- proxy -p 1 -r @3.x --registryPublicKey $K
+expect_error "--role must be NAME@VERSION" -- proxy -p 1 --role couchdb@ --registryPublicKey $K
+expect_error "service needs --port" -- service -r a@1.0.0 --registryPublicKey $K
+expect_error "proxy needs --registryPublicKey" -- proxy -p 5985 -r a@1
+expect_error "registry needs registrySeed" -- registry
+expect_error "--bootstrap must be host:port" -- web -p 1 --registryPublicKey $K --bootstrap 127.0.0.1
+expect_error "--bootstrap must be host:port" -- web -p 1 --registryPublicKey $K --bootstrap 127.0.0.1:1,
+expect_error "--help takes no value" -- seed --help=1
+
+# Config file, environment and flags, later winning.
+C="$HOME/.config/hyperseaport"
+OTHER=$(printf '%064d' 7)
+printf '# comment\nregistrySeed = %s\nregistryPublicKey=%s\n' $S $OTHER >"$C"
+expect_error "registrySeed does not match registryPublicKey in $C" -- registry
+printf 'registrySeed=%s\nregistryPublicKey=%s\n' $S $K >"$C"
+expect 1 "not available in this build yet" -- registry
+expect 1 "not available in this build yet" -- proxy -p 5985 -r couchdb@3.x
+hyperseaport_registryPublicKey=zz expect_error "hyperseaport_registryPublicKey must be 64 hex" -- proxy -p 1 -r a@1
+hyperseaport_registryPublicKey=zz expect 1 "not available" -- proxy -p 1 -r a@1 --registryPublicKey $K
+printf 'registryPublicKey=%s\nport=80\n' $K >"$C"
+expect_error "$C line 2: unknown key 'port'" -- web -p 1
+printf 'registryPublicKey\n' >"$C"
+expect_error "$C line 1: expected key=value" -- web -p 1
+printf 'registryPublicKey=12\n' >"$C"
+expect_error "registryPublicKey in $C line 1 must be 64 hex" -- web -p 1
+rm "$C"; mkdir "$C"
+expect_error "cannot read config file $C" -- web -p 1 --registryPublicKey $K
+rmdir "$C"
+expect_error "cannot read config file $T/missing" -- web -p 1 --config "$T/missing"
+printf 'registryPublicKey=%s\n' $K >"$T/alt"
+expect 1 "not available" -- web -p 1 --config "$T/alt"
+XDG_CONFIG_HOME="$T/xdg" expect 0 "" -- --version
+mkdir -p "$T/xdg"; printf 'bootstrap=nonsense\n' >"$T/xdg/hyperseaport"
+XDG_CONFIG_HOME="$T/xdg" expect_error "bootstrap in $T/xdg/hyperseaport line 1" -- web -p 1 --registryPublicKey $K
+
+echo "cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
