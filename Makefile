@@ -5,6 +5,7 @@
 #   make fuzz   run each fuzz target for longer (FUZZ_SECONDS, default 300)
 #   make bench  benchmarks against the JS reference, printed as ratios
 
+MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc)
 RELEASE := build/release
 CHECK := build/check
