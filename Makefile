@@ -19,7 +19,7 @@ setup:
 	@scripts/setup
 
 release:
-	@cmake -S . -B $(RELEASE) -DCMAKE_BUILD_TYPE=Release -DHSP_TESTS=OFF >/dev/null
+	@cmake -S . -B $(RELEASE) -DCMAKE_BUILD_TYPE=Release -DHSP_TESTS=ON >/dev/null
 	@cmake --build $(RELEASE) -j $(JOBS)
 
 # The test build uses clang so that the same tree also builds the libFuzzer targets.
@@ -30,8 +30,11 @@ check:
 demo: setup release
 	@scripts/demo $(RELEASE)/hyperseaport
 
+# Everything under ASan/UBSan in the check tree, then the unit tests under valgrind in the
+# release tree (valgrind cannot run sanitized binaries).
 test: setup release check
 	@cd $(CHECK) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	@cd $(RELEASE) && ctest --output-on-failure -j $(JOBS) -L valgrind
 
 fuzz: check
 	@scripts/fuzz $(CHECK)/fuzz $(FUZZ_SECONDS)

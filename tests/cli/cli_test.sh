@@ -1,8 +1,12 @@
 #!/bin/sh
 # Runs the hyperseaport binary as a user would and checks exit status and output.
-# usage: cli_test.sh path/to/hyperseaport
+# usage: cli_test.sh path/to/hyperseaport [wrapper command...]   (e.g. valgrind -q ...)
 set -u
-BIN=$1
+HSP_BIN=$1
+shift
+WRAPPER="$*"
+BIN=run_hyperseaport
+run_hyperseaport() { $WRAPPER "$HSP_BIN" "$@"; }
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 export HOME="$T/home" XDG_CONFIG_HOME="" XDG_DATA_HOME=""
