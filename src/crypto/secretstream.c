@@ -41,7 +41,7 @@ int hsp_ss_dgram_seal(hsp_ss_dgram_t *d, uint8_t *out, size_t out_cap, size_t *o
   if (sodium_memcmp(d->counter, d->initial, 8) == 0) return HSP_CRYPTO_ENONCE;
   uint8_t nonce[crypto_secretbox_NONCEBYTES] = {0};
   memcpy(nonce, d->counter, 8);
-  memmove(out + 8 + crypto_secretbox_MACBYTES, msg, len);
+  if (len) memmove(out + 8 + crypto_secretbox_MACBYTES, msg, len);
   crypto_secretbox_easy(out + 8, out + 8 + crypto_secretbox_MACBYTES, len, nonce, d->send_key);
   memcpy(out, d->counter, 8);
   *out_len = len + HSP_SS_DGRAM_OVERHEAD;
