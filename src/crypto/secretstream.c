@@ -278,7 +278,6 @@ int hsp_ss_recv(hsp_ss_t *ss, uint8_t *data, size_t len, uint64_t now_ms) {
     int rc = process_frame(ss, body, ss->frame_len, now_ms);
     if (rc != 0) return fail(ss, rc);
     if (ss->phase == HSP_SS_DESTROYED) return ss->error; /* destroyed by a callback */
-    if (ss->remote_ended) break;
   }
   return HSP_CRYPTO_OK;
 }

@@ -138,7 +138,9 @@ int hsp_ss_start(hsp_ss_t *ss, uint64_t now_ms);
 int hsp_ss_recv(hsp_ss_t *ss, uint8_t *data, size_t len, uint64_t now_ms);
 /* The transport's read side ended (FIN). ETRUNCATED if inside a frame or before opening. */
 int hsp_ss_recv_end(hsp_ss_t *ss);
-/* Encrypts one message and hands the frame to the write callback. */
+/* Encrypts one message and hands the frame to the write callback. Only once open (ESTATE
+ * before: unlike the JS stream nothing is queued; wait for on_open). EMSGSIZE above
+ * HSP_SS_MAX_MESSAGE does not destroy the stream. */
 int hsp_ss_write(hsp_ss_t *ss, const uint8_t *msg, size_t len, uint64_t now_ms);
 /* Zero-copy: `frame` holds msg_len + HSP_SS_FRAME_OVERHEAD bytes with the plaintext at
  * frame + HSP_SS_PLAINTEXT_OFFSET; it is turned into the complete frame in place, and the

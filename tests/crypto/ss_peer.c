@@ -17,7 +17,8 @@
  *   --tamper K      flip one bit of the K-th byte written on the socket
  *   --checksum 0    skip the checksums (benchmark: measure the stream, not the hashing)
  *
- * Prints "remote", "hash", "payload" (ik), then "tx_bytes/tx_hash/rx_bytes/rx_hash" with
+ * Prints "remote", "stream_id" (the initiator's stream id: public, unlike the handshake hash it
+ * is derived from), "payload" (ik), then "tx_bytes/tx_hash/rx_bytes/rx_hash" with
  * BLAKE2b-512 checksums and "rx_mbps"; on failure "error <reason>" and exit status 1.
  */
 #include "crypto.h"
@@ -253,7 +254,9 @@ static int on_open(void *user, hsp_ss_t *ss) {
   (void)user;
   app.open = true;
   print_hex("remote", hsp_ss_remote_public_key(ss), 32);
-  print_hex("hash", hsp_ss_handshake_hash(ss), 64);
+  uint8_t id[32];
+  hsp_crypto_stream_id(id, hsp_ss_handshake_hash(ss), true);
+  print_hex("stream_id", id, 32);
   fflush(stdout);
   pump();
   return 0;

@@ -60,7 +60,7 @@ function runStream (socket, streamOpts) {
   socket.on('close', () => done(localDone && remoteDone ? null : new Error('stream closed early')))
   s.on('connect', () => {
     console.log('remote ' + hex(s.remotePublicKey))
-    console.log('hash ' + hex(s.handshakeHash))
+    console.log('stream_id ' + hex(NSS.id(s.handshakeHash, true)))
     if (remote && !s.remotePublicKey.equals(remote)) return done(new Error('unexpected remote key'))
     const pump = () => {
       while (sent < send) {
