@@ -10,9 +10,11 @@
  *   crypto_vec ssrecv INITIATOR(0|1) RX HASH RAW             (decrypt a captured stream)
  *   crypto_vec dgram INITIATOR(0|1) HASH COUNTER MSG         (seal one datagram)
  *   crypto_vec dgramopen INITIATOR(0|1) HASH DATAGRAM
+ *   crypto_vec keyid KEY TEXT...                             (z32 of KEY; decode each TEXT)
  */
 #include "crypto.h"
 #include "hex.h"
+#include "keyid.h"
 #include "noise.h"
 #include "secretstream.h"
 
@@ -320,6 +322,21 @@ static int cmd_dgramopen(char **argv) {
   return rc ? die("dgramopen", rc) : 0;
 }
 
+static int cmd_keyid(int argc, char **argv) {
+  uint8_t key[32];
+  unhex_fixed(key, 32, argv[0]);
+  char z[HSP_Z32_KEY_CHARS + 1];
+  hsp_crypto_key_encode(z, key);
+  printf("z32 %s\n", z);
+  for (int i = 1; i < argc; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "decode%d", i);
+    if (hsp_crypto_key_decode(key, argv[i]) == 0) put(name, key, 32);
+    else printf("%s invalid\n", name);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (hsp_crypto_init() != 0) return 1;
   if (argc < 2) return 2;
@@ -333,6 +350,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "ssrecv") && n == 4) return cmd_ssrecv(a);
   if (!strcmp(cmd, "dgram") && n == 4) return cmd_dgram(a);
   if (!strcmp(cmd, "dgramopen") && n == 3) return cmd_dgramopen(a);
+  if (!strcmp(cmd, "keyid") && n >= 1) return cmd_keyid(n, a);
   fprintf(stderr, "usage: see the comment at the top of crypto_vec.c\n");
   return 2;
 }

@@ -272,6 +272,28 @@ async function main () {
     eq(`dgram[${si}] open`, op.plain, hex(msg))
   }
 
+  // --- key text forms (hypercore-id-encoding / z32), as HyperDHT.connect reads them
+  const idenc = require('hypercore-id-encoding')
+  const z32 = require('z32')
+  const keys = [Buffer.alloc(32, 0), Buffer.alloc(32, 0xff), createKeyPair(Buffer.alloc(32, 1)).publicKey, ...Array.from({ length: 5 }, () => crypto.randomBytes(32))]
+  for (const key of keys) {
+    const enc = idenc.encode(key)
+    const last = z32.ALPHABET.indexOf(enc[51])
+    const texts = [
+      enc, key.toString('hex'), key.toString('hex').toUpperCase(), 'pear://' + enc, 'pear://' + enc + '/some/path',
+      'pear://' + key.toString('hex'), enc.toUpperCase(), enc.slice(0, 51), enc + 'y', key.toString('hex').slice(1),
+      enc.slice(0, 51) + z32.ALPHABET[last ^ 1], enc.slice(0, 51) + z32.ALPHABET[last ^ 8], // padding bits only / a key bit
+      enc.slice(0, 20) + '0' + enc.slice(21), enc.slice(0, 20) + 'l' + enc.slice(21), 'x'.repeat(64), ''
+    ]
+    const o = run('keyid', hex(key), ...texts)
+    eq('z32 ' + hex(key), o.z32, enc)
+    texts.forEach((t, i) => {
+      let want
+      try { want = hex(idenc.decode(t)) } catch { want = 'invalid' }
+      eq(`decode ${JSON.stringify(t)}`, o['decode' + (i + 1)], want)
+    })
+  }
+
   console.log(`crypto_vectors: ${passed} passed, ${failed} failed`)
   process.exit(failed || passed === 0 ? 1 : 0)
 }
