@@ -149,7 +149,7 @@ static int run_pair(hsp_noise_t *ini, hsp_noise_t *res, const uint8_t *pay[2], s
     size_t len, glen;
     int rc = hsp_noise_write_message(w, pay[i % 2], plen[i % 2], msg, sizeof msg, &len);
     if (rc) return die("write", rc);
-    char name[16];
+    char name[32];
     snprintf(name, sizeof name, "msg%d", i + 1);
     put(name, msg, len);
     rc = hsp_noise_read_message(r, msg, len, got, sizeof got, &glen);
