@@ -59,6 +59,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rc = hsp_ss_recv(&ss, copy + off, size - off < chunk ? size - off : chunk, 0);
   if (rc == 0) hsp_ss_recv_end(&ss);
 
+  /* the copying entry point on the untouched input */
+  hsp_ss_t ss2;
+  size_t total2 = 0;
+  cfg.user = &total2;
+  if (hsp_ss_init(&ss2, &cfg) != 0 || hsp_ss_start(&ss2, 0) != 0) abort();
+  rc = 0;
+  for (size_t off = 0; off < size && rc == 0; off += chunk)
+    rc = hsp_ss_recv_const(&ss2, data + off, size - off < chunk ? size - off : chunk, 0);
+  hsp_ss_destroy(&ss2);
+
   if (dgram) {
     hsp_ss_dgram_t d;
     hsp_ss_dgram_init(&d, hs.hash, false, NULL);

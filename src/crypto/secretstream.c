@@ -238,7 +238,9 @@ static int ensure_cap(uint8_t **buf, size_t *cap, size_t need) {
   return HSP_CRYPTO_OK;
 }
 
-int hsp_ss_recv(hsp_ss_t *ss, uint8_t *data, size_t len, uint64_t now_ms) {
+/* in_place: frames wholly inside `data` are decrypted where they are; otherwise every frame
+ * is first copied into the stream's own buffer. */
+static int recv_bytes(hsp_ss_t *ss, uint8_t *data, size_t len, uint64_t now_ms, bool in_place) {
   if (ss->phase == HSP_SS_DESTROYED) return HSP_CRYPTO_EDESTROYED;
   if (ss->phase == HSP_SS_NEW) return HSP_CRYPTO_ESTATE;
   if (ss->remote_ended) return fail(ss, HSP_CRYPTO_ESTATE);
@@ -258,7 +260,7 @@ int hsp_ss_recv(hsp_ss_t *ss, uint8_t *data, size_t len, uint64_t now_ms) {
     }
     size_t need = ss->frame_len - ss->body_have;
     uint8_t *body;
-    if (ss->body_have == 0 && len >= need) {
+    if (in_place && ss->body_have == 0 && len >= need) {
       body = data; /* whole frame in the input: no copy */
     } else {
       int rc = ensure_cap(&ss->body, &ss->body_cap, ss->frame_len);
@@ -280,6 +282,15 @@ int hsp_ss_recv(hsp_ss_t *ss, uint8_t *data, size_t len, uint64_t now_ms) {
     if (ss->phase == HSP_SS_DESTROYED) return ss->error; /* destroyed by a callback */
   }
   return HSP_CRYPTO_OK;
+}
+
+int hsp_ss_recv(hsp_ss_t *ss, uint8_t *data, size_t len, uint64_t now_ms) {
+  return recv_bytes(ss, data, len, now_ms, true);
+}
+
+int hsp_ss_recv_const(hsp_ss_t *ss, const uint8_t *data, size_t len, uint64_t now_ms) {
+  /* never written through: in_place is off */
+  return recv_bytes(ss, (uint8_t *)data, len, now_ms, false);
 }
 
 int hsp_ss_recv_end(hsp_ss_t *ss) {

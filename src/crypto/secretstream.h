@@ -136,6 +136,8 @@ int hsp_ss_start(hsp_ss_t *ss, uint64_t now_ms);
 /* Feeds received transport bytes. `data` is decrypted in place (clobbered). Not reentrant:
  * callbacks must not call hsp_ss_recv. */
 int hsp_ss_recv(hsp_ss_t *ss, uint8_t *data, size_t len, uint64_t now_ms);
+/* The same for input that must not be modified (costs one copy of every frame). */
+int hsp_ss_recv_const(hsp_ss_t *ss, const uint8_t *data, size_t len, uint64_t now_ms);
 /* The transport's read side ended (FIN). ETRUNCATED if inside a frame or before opening. */
 int hsp_ss_recv_end(hsp_ss_t *ss);
 /* Encrypts one message and hands the frame to the write callback. Only once open (ESTATE

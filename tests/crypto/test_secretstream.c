@@ -574,6 +574,20 @@ static void test_datagrams(void) {
   peer_free(&b);
 }
 
+static void test_recv_const(void) {
+  peer_t a, b;
+  init_hs_pair(&a, &b, 0);
+  CHECK_EQ_INT(hsp_ss_write(&a.ss, (const uint8_t *)"constant", 8, 0), 0);
+  uint8_t *copy = malloc(a.out.len);
+  memcpy(copy, a.out.data, a.out.len);
+  CHECK_EQ_INT(hsp_ss_recv_const(&b.ss, a.out.data, a.out.len, 0), 0);
+  CHECK(memcmp(copy, a.out.data, a.out.len) == 0); /* input untouched */
+  CHECK(b.msgs.len == 8 && memcmp(b.msgs.data, "constant", 8) == 0);
+  free(copy);
+  peer_free(&a);
+  peer_free(&b);
+}
+
 static void test_bad_config(void) {
   hsp_ss_t ss;
   hsp_ss_config_t cfg = {0};
@@ -599,6 +613,7 @@ int main(void) {
   test_sizes();
   test_zero_copy_seal();
   test_datagrams();
+  test_recv_const();
   test_bad_config();
   return check_summary("secretstream");
 }
