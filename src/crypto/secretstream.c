@@ -260,8 +260,8 @@ static int recv_bytes(hsp_ss_t *ss, uint8_t *data, size_t len, uint64_t now_ms, 
     }
     size_t need = ss->frame_len - ss->body_have;
     uint8_t *body;
-    if (in_place && ss->body_have == 0 && len >= need) {
-      body = data; /* whole frame in the input: no copy */
+    if (need == 0 || (in_place && ss->body_have == 0 && len >= need)) {
+      body = data; /* whole frame in the input (or empty): no copy */
     } else {
       int rc = ensure_cap(&ss->body, &ss->body_cap, ss->frame_len);
       if (rc != 0) return fail(ss, rc);

@@ -583,6 +583,13 @@ static void test_recv_const(void) {
   CHECK_EQ_INT(hsp_ss_recv_const(&b.ss, a.out.data, a.out.len, 0), 0);
   CHECK(memcmp(copy, a.out.data, a.out.len) == 0); /* input untouched */
   CHECK(b.msgs.len == 8 && memcmp(b.msgs.data, "constant", 8) == 0);
+  /* an empty frame (found by the fuzzer: the copying path once offset a NULL buffer) */
+  static const uint8_t empty[3] = {0, 0, 0};
+  CHECK_EQ_INT(hsp_ss_recv_const(&b.ss, empty, 3, 0), HSP_CRYPTO_EMSGSIZE);
+  peer_t c;
+  fresh_receiver(&c);
+  CHECK_EQ_INT(hsp_ss_recv_const(&c.ss, empty, 3, 0), HSP_CRYPTO_EHEADER);
+  peer_free(&c);
   free(copy);
   peer_free(&a);
   peer_free(&b);
