@@ -272,7 +272,8 @@ int hsp_noise_write_message(hsp_noise_t *n, const uint8_t *payload, size_t paylo
   if (!hsp_noise_is_my_turn(n)) return HSP_CRYPTO_ESTATE;
   if (payload_len && !payload) return HSP_CRYPTO_EINVAL;
   size_t need = hsp_noise_message_size(n, payload_len);
-  if (payload_len > HSP_NOISE_MAX_CIPHERTEXT) return HSP_CRYPTO_EMSGSIZE;
+  /* refused up front so that an oversized payload does not cost the handshake */
+  if (payload_len + HSP_NOISE_MACLEN > HSP_NOISE_MAX_CIPHERTEXT) return HSP_CRYPTO_EMSGSIZE;
   if (!out || out_cap < need) return HSP_CRYPTO_EBUFSIZE;
 
   const uint8_t *tok = PATTERNS[n->pattern].tokens[n->step];

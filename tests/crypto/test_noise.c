@@ -253,9 +253,13 @@ static void test_state_errors(void) {
   CHECK_EQ_INT(hsp_noise_init_hyperdht(&i, &is, rs.public_key), 0);
   CHECK_EQ_INT(hsp_noise_message_size(&i, 10), 96 + 10);
   CHECK_EQ_INT(hsp_noise_write_message(&i, NULL, 0, buf, 95, &len), HSP_CRYPTO_EBUFSIZE);
-  uint8_t *big = calloc(1, 70000);
-  CHECK_EQ_INT(hsp_noise_write_message(&i, big, 65535, big, 70000, &len), HSP_CRYPTO_EMSGSIZE);
+  uint8_t *big = calloc(1, 70000), *msg = calloc(1, 70000);
+  CHECK_EQ_INT(hsp_noise_write_message(&i, big, 65535 - 15, msg, 70000, &len), HSP_CRYPTO_EMSGSIZE);
+  CHECK(!i.failed); /* a refused write leaves the handshake usable */
+  CHECK_EQ_INT(hsp_noise_write_message(&i, big, 65535 - 16, msg, 70000, &len), HSP_CRYPTO_OK);
+  CHECK_EQ_INT(len, 96 + 65535 - 16);
   free(big);
+  free(msg);
 }
 
 static void test_ids(void) {
