@@ -17,6 +17,16 @@
  *
  * Errors are sticky and fail closed: after any failure the stream is destroyed, its keys are
  * wiped, and every later call returns HSP_CRYPTO_EDESTROYED (hsp_ss_error gives the cause).
+ *
+ * Use (hyperdht over UDX): run the IK handshake with noise.h, then
+ *   hsp_ss_config_t cfg = {.is_initiator = r.is_initiator, .handshake = &r,
+ *                          .keepalive_ms = HSP_SS_DEFAULT_KEEPALIVE_MS,
+ *                          .write = udx_write, .on_message = deliver, .user = conn};
+ *   hsp_ss_init(&ss, &cfg); ... once the UDX stream is connected: hsp_ss_start(&ss, now);
+ *   UDX data -> hsp_ss_recv; UDX end -> hsp_ss_recv_end; timer at hsp_ss_next_deadline ->
+ *   hsp_ss_tick; UDX datagrams -> hsp_ss_open_datagram. Standalone over TCP (no prior
+ *   handshake): set .keypair instead of .handshake and the XX handshake runs in-band.
+ * tests/crypto/ss_peer.c is a complete libuv TCP example.
  */
 #ifndef HSP_CRYPTO_SECRETSTREAM_H
 #define HSP_CRYPTO_SECRETSTREAM_H
