@@ -164,7 +164,8 @@ int hsp_ss_tick(hsp_ss_t *ss, uint64_t now_ms);
 uint64_t hsp_ss_next_deadline(const hsp_ss_t *ss);
 /* Stops writing (keepalives too); the caller then ends the transport's write side. */
 int hsp_ss_end(hsp_ss_t *ss);
-/* Destroys: wipes keys, frees buffers. Idempotent; safe inside callbacks. */
+/* Destroys: wipes keys, frees buffers. Idempotent; safe inside callbacks. Call it when the
+ * transport errors or closes before both directions ended (what the reference does). */
 void hsp_ss_destroy(hsp_ss_t *ss);
 
 /* Datagrams of an open stream (wrappers over ss->dgram; ENONCE destroys the stream). */
