@@ -1,5 +1,6 @@
 /* hyperseaport: the command-line entry point. Parses options, then hands each command to
  * the layer that implements it. */
+#include "crypto.h"
 #include "hex.h"
 #include "options.h"
 
@@ -12,17 +13,18 @@
 extern char **environ;
 
 static int cmd_seed(const hsp_options_t *o) {
-  uint8_t seed[HSP_KEY_BYTES], pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+  uint8_t seed[HSP_KEY_BYTES];
   if (o->has_seed) memcpy(seed, o->registry_seed, sizeof seed);
   else randombytes_buf(seed, sizeof seed);
-  crypto_sign_seed_keypair(pk, sk, seed);
+  hsp_crypto_keypair_t kp;
+  hsp_crypto_keypair_from_seed(&kp, seed);
   char seed_hex[2 * HSP_KEY_BYTES + 1], pk_hex[2 * HSP_KEY_BYTES + 1];
   hsp_hex_encode(seed_hex, seed, sizeof seed);
-  hsp_hex_encode(pk_hex, pk, sizeof pk);
+  hsp_hex_encode(pk_hex, kp.public_key, sizeof kp.public_key);
   printf("registrySeed=%s\nregistryPublicKey=%s\n", seed_hex, pk_hex);
   sodium_memzero(seed, sizeof seed);
-  sodium_memzero(sk, sizeof sk);
   sodium_memzero(seed_hex, sizeof seed_hex);
+  hsp_crypto_keypair_wipe(&kp);
   return fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -36,7 +38,7 @@ static int cmd_unavailable(const hsp_options_t *o) {
 }
 
 int main(int argc, char **argv) {
-  if (sodium_init() < 0) {
+  if (hsp_crypto_init() != 0) {
     fprintf(stderr, "hyperseaport: libsodium failed to initialise\n");
     return 1;
   }

@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include "crypto.h"
 #include "hex.h"
 
 #include <ctype.h>
@@ -399,10 +400,11 @@ int hsp_options_parse(hsp_options_t *o, int argc, char **argv, char **envp, char
   if (rc || o->help || o->version) return rc;
 
   if (o->has_seed && o->has_public_key) {
-    uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
-    crypto_sign_seed_keypair(pk, sk, o->registry_seed);
-    sodium_memzero(sk, sizeof sk);
-    if (sodium_memcmp(pk, o->registry_public_key, sizeof pk) != 0)
+    hsp_crypto_keypair_t kp;
+    hsp_crypto_keypair_from_seed(&kp, o->registry_seed);
+    bool match = sodium_memcmp(kp.public_key, o->registry_public_key, HSP_KEY_BYTES) == 0;
+    hsp_crypto_keypair_wipe(&kp);
+    if (!match)
       return fail(err, err_len,
                   "registrySeed does not match registryPublicKey%s%s: fix one of them, or run "
                   "`hyperseaport seed` for a new pair",
