@@ -552,11 +552,12 @@ int hsp_store_entries_after(hsp_store_t *st, uint64_t after, size_t limit,
 
 /* Checks one record against the previous hash: sequence, hash, signature, decodability. */
 static int verify_record(const uint8_t pub[32], uint64_t prev_seq, const uint8_t prev[32],
-                         const hsp_store_record_t *r, uint8_t hash_out[32], hsp_reg_entry_t *e) {
+                         const hsp_store_record_t *r, uint8_t hash_out[32], hsp_reg_entry_t *e,
+                         bool check_sig) {
   if (r->seq != prev_seq + 1) return HSP_REG_ECHAIN;
   if (r->body_len > HSP_REG_ENTRY_MAX) return HSP_REG_EINVAL;
   hsp_reg_entry_hash(hash_out, prev, r->body, r->body_len);
-  if (!hsp_reg_entry_verify(r->sig, hash_out, pub)) return HSP_REG_ESIG;
+  if (check_sig && !hsp_reg_entry_verify(r->sig, hash_out, pub)) return HSP_REG_ESIG;
   int err = hsp_reg_entry_decode(e, r->body, r->body_len);
   if (err) return err;
   return e->seq == r->seq ? HSP_REG_OK : HSP_REG_ECHAIN;
@@ -574,7 +575,10 @@ int hsp_store_follow(hsp_store_t *st, const hsp_store_record_t *recs, size_t n,
   for (size_t i = 0; i < n && !err; i++) {
     hsp_reg_entry_t e;
     uint8_t hash[HSP_REG_HASH_BYTES];
-    err = verify_record(st->pub, st->head_seq, st->head_hash, &recs[i], hash, &e);
+    /* The last signature covers the batch: it signs hash_n, which commits to every body
+     * before it through the chain from our trusted head. One Ed25519 verification per
+     * batch instead of per entry is what lets a fresh proxy take 100,000 entries fast. */
+    err = verify_record(st->pub, st->head_seq, st->head_hash, &recs[i], hash, &e, i + 1 == n);
     if (!err) err = log_insert(st, e.seq, recs[i].body, recs[i].body_len, hash, recs[i].sig);
     if (!err) err = apply_sql(st, &e);
     if (!err) {
@@ -598,7 +602,7 @@ static int verify_cb(void *ud, const hsp_store_record_t *r) {
   verify_ctx_t *v = ud;
   hsp_reg_entry_t e;
   uint8_t hash[HSP_REG_HASH_BYTES];
-  v->err = verify_record(v->pub, v->seq, v->hash, r, hash, &e);
+  v->err = verify_record(v->pub, v->seq, v->hash, r, hash, &e, true);
   if (!v->err && memcmp(hash, r->hash, HSP_REG_HASH_BYTES) != 0) v->err = HSP_REG_ECHAIN;
   if (!v->err) v->err = hsp_reg_index_apply(v->ix, &e) ? HSP_REG_ECHAIN : HSP_REG_OK;
   v->seq = r->seq;

@@ -71,8 +71,10 @@ typedef struct hsp_store_record {
  * returning non-zero stops early. */
 int hsp_store_entries_after(hsp_store_t *st, uint64_t after, size_t limit,
                             int (*cb)(void *ud, const hsp_store_record_t *r), void *ud);
-/* Follower: verifies (sequence, chain, signature) and applies records in one transaction.
- * All or nothing: on any error nothing is applied. `entries` (optional, n elements)
+/* Follower: verifies (sequence, hash chain, and the signature of the last record, which
+ * through the chain authenticates all of them) and applies records in one transaction.
+ * All or nothing: on any error nothing is applied. The other signatures are stored as
+ * received (hsp_store_verify checks every one). `entries` (optional, n elements)
  * receives the decoded entries. */
 int hsp_store_follow(hsp_store_t *st, const hsp_store_record_t *recs, size_t n,
                      hsp_reg_entry_t *entries);

@@ -1,0 +1,110 @@
+#include "replica.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct hsp_reg_replica {
+  hsp_store_t *store;
+  hsp_reg_index_t *index;
+  hsp_reg_entry_t *scratch; /* decoded entries of the batch being applied */
+  size_t scratch_cap;
+};
+
+int hsp_reg_replica_open(hsp_reg_replica_t **out, const char *path,
+                         const uint8_t pub[HSP_REG_KEY_BYTES]) {
+  *out = NULL;
+  hsp_reg_replica_t *r = calloc(1, sizeof *r);
+  if (!r) return HSP_REG_ENOMEM;
+  int err = hsp_store_open_follower(&r->store, path, pub);
+  if (!err && !(r->index = hsp_reg_index_new())) err = HSP_REG_ENOMEM;
+  hsp_reg_instance_t *all = NULL;
+  size_t n = 0;
+  if (!err) err = hsp_store_list(r->store, &all, &n);
+  for (size_t i = 0; !err && i < n; i++) err = hsp_reg_index_put(r->index, &all[i]);
+  free(all);
+  if (err) {
+    hsp_reg_replica_close(r);
+    return err;
+  }
+  *out = r;
+  return HSP_REG_OK;
+}
+
+void hsp_reg_replica_close(hsp_reg_replica_t *r) {
+  if (!r) return;
+  hsp_store_close(r->store);
+  hsp_reg_index_free(r->index);
+  free(r->scratch);
+  free(r);
+}
+
+uint64_t hsp_reg_replica_seq(const hsp_reg_replica_t *r) {
+  uint64_t seq;
+  hsp_store_head(r->store, &seq, NULL);
+  return seq;
+}
+
+size_t hsp_reg_replica_count(const hsp_reg_replica_t *r) { return hsp_reg_index_count(r->index); }
+
+long hsp_reg_replica_watch_request(hsp_reg_replica_t *r, uint64_t id, uint8_t **out) {
+  hsp_reg_msg_t m;
+  memset(&m, 0, sizeof m);
+  m.id = id;
+  m.type = HSP_REG_MSG_WATCH;
+  m.seq = hsp_reg_replica_seq(r);
+  return hsp_reg_msg_encode_alloc(&m, out);
+}
+
+int hsp_reg_replica_apply(hsp_reg_replica_t *r, const hsp_store_record_t *recs, size_t n) {
+  if (n == 0) return 0;
+  if (n > r->scratch_cap) {
+    void *p = realloc(r->scratch, n * sizeof *r->scratch);
+    if (!p) return HSP_REG_ENOMEM;
+    r->scratch = p;
+    r->scratch_cap = n;
+  }
+  int err = hsp_store_follow(r->store, recs, n, r->scratch);
+  if (err) return err;
+  /* The store accepted the batch, so the index, which mirrors the store's live table,
+   * must accept it too; a failure here means memory ran out, and the index is rebuilt
+   * from the store on the next open. */
+  for (size_t i = 0; i < n; i++) {
+    err = hsp_reg_index_apply(r->index, &r->scratch[i]);
+    if (err) return err;
+  }
+  return (int)n;
+}
+
+int hsp_reg_replica_receive(hsp_reg_replica_t *r, const uint8_t *buf, size_t len) {
+  hsp_reg_msg_t *m = malloc(sizeof *m);
+  if (!m) return HSP_REG_ENOMEM;
+  int err = hsp_reg_msg_decode(m, buf, len);
+  if (!err) {
+    if (m->type == HSP_REG_MSG_ENTRIES) {
+      /* entries we already hold (a re-sent backlog) are skipped, not treated as forks */
+      size_t skip = 0;
+      uint64_t head = hsp_reg_replica_seq(r);
+      while (skip < m->nrecords && m->records[skip].seq <= head) skip++;
+      err = hsp_reg_replica_apply(r, m->records + skip, m->nrecords - skip);
+    } else if (m->type == HSP_REG_MSG_ERROR) {
+      err = m->code ? m->code : HSP_REG_EINVAL;
+    }
+  }
+  hsp_reg_msg_free(m);
+  free(m);
+  return err;
+}
+
+long hsp_reg_replica_query(const hsp_reg_replica_t *r, const char *name, const char *range,
+                           hsp_reg_instance_t *out, size_t cap) {
+  hsp_semver_range_t rg;
+  if (hsp_semver_range_parse(&rg, range, strlen(range))) return HSP_REG_ERANGE;
+  long n = hsp_reg_index_query(r->index, name, &rg, out, cap);
+  hsp_semver_range_free(&rg);
+  return n;
+}
+
+bool hsp_reg_replica_get(const hsp_reg_replica_t *r, const uint8_t key[HSP_REG_KEY_BYTES],
+                         hsp_reg_instance_t *out) {
+  return hsp_reg_index_get(r->index, key, out);
+}

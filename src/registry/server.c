@@ -1,0 +1,290 @@
+#include "server.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_SKEW_MS 60000u
+
+typedef struct watcher {
+  uint64_t conn, id, seq; /* seq: last entry sent */
+} watcher_t;
+
+struct hsp_reg_server {
+  hsp_reg_server_config_t cfg;
+  watcher_t *watchers;
+  size_t nwatchers, capwatchers;
+};
+
+hsp_reg_server_t *hsp_reg_server_new(const hsp_reg_server_config_t *cfg) {
+  if (!cfg->store || !cfg->send) return NULL;
+  hsp_reg_server_t *srv = calloc(1, sizeof *srv);
+  if (!srv) return NULL;
+  srv->cfg = *cfg;
+  if (!srv->cfg.max_skew_ms) srv->cfg.max_skew_ms = DEFAULT_SKEW_MS;
+  return srv;
+}
+
+void hsp_reg_server_free(hsp_reg_server_t *srv) {
+  if (!srv) return;
+  free(srv->watchers);
+  free(srv);
+}
+
+static void send_msg(hsp_reg_server_t *srv, uint64_t conn, const hsp_reg_msg_t *m) {
+  uint8_t *buf;
+  long n = hsp_reg_msg_encode_alloc(m, &buf);
+  if (n < 0) return;
+  srv->cfg.send(srv->cfg.ud, conn, buf, (size_t)n);
+  free(buf);
+}
+
+static int send_error(hsp_reg_server_t *srv, uint64_t conn, uint64_t id, int err) {
+  static hsp_reg_msg_t m; /* large; the server is single-threaded by design */
+  memset(&m, 0, sizeof m);
+  m.id = id;
+  m.type = HSP_REG_MSG_ERROR;
+  m.code = err;
+  snprintf(m.message, sizeof m.message, "%s", hsp_reg_strerror(err));
+  send_msg(srv, conn, &m);
+  return err;
+}
+
+/* Sends entries after `after` as ENTRIES messages of at most HSP_REG_BATCH_MAX, up to
+ * `limit` entries (0 = all there are). `always`: answer even when there is nothing new
+ * (a SYNC or the start of a WATCH tells the client the head). Returns the last seq sent. */
+typedef struct batch {
+  hsp_store_record_t recs[HSP_REG_BATCH_MAX];
+  uint8_t *bytes; /* copies of bodies and signatures: store pointers die at its next step */
+  size_t n, used, cap;
+  bool oom;
+} batch_t;
+
+static int batch_cb(void *ud, const hsp_store_record_t *r) {
+  batch_t *b = ud;
+  size_t need = b->used + r->body_len + 64;
+  if (need > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < need) cap *= 2;
+    uint8_t *p = realloc(b->bytes, cap);
+    if (!p) {
+      b->oom = true;
+      return 1;
+    }
+    b->bytes = p;
+    b->cap = cap;
+  }
+  memcpy(b->bytes + b->used, r->body, r->body_len);
+  memcpy(b->bytes + b->used + r->body_len, r->sig, 64);
+  /* offsets for now: the buffer may still move */
+  b->recs[b->n++] = (hsp_store_record_t){r->seq, (const uint8_t *)(uintptr_t)b->used, r->body_len,
+                                         NULL, NULL};
+  b->used = need;
+  return 0;
+}
+
+static uint64_t send_entries(hsp_reg_server_t *srv, uint64_t conn, uint64_t id, uint64_t after,
+                             uint64_t limit, bool always) {
+  uint64_t head;
+  hsp_store_head(srv->cfg.store, &head, NULL);
+  batch_t *b = calloc(1, sizeof *b);
+  if (!b) {
+    send_error(srv, conn, id, HSP_REG_ENOMEM);
+    return after;
+  }
+  uint64_t sent = 0;
+  for (;;) {
+    size_t want = HSP_REG_BATCH_MAX;
+    if (limit && limit - sent < want) want = (size_t)(limit - sent);
+    b->n = b->used = 0;
+    int err = hsp_store_entries_after(srv->cfg.store, after, want, batch_cb, b);
+    if (err || b->oom) {
+      send_error(srv, conn, id, err ? err : HSP_REG_ENOMEM);
+      break;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+      size_t off = (size_t)(uintptr_t)b->recs[i].body;
+      b->recs[i].body = b->bytes + off;
+      b->recs[i].sig = b->bytes + off + b->recs[i].body_len;
+    }
+    if (b->n) after = b->recs[b->n - 1].seq;
+    sent += b->n;
+    hsp_reg_msg_t m;
+    memset(&m, 0, sizeof m);
+    m.id = id;
+    m.type = HSP_REG_MSG_ENTRIES;
+    m.seq = head;
+    m.more = after < head;
+    m.records = b->recs;
+    m.nrecords = b->n;
+    if (b->n || always) send_msg(srv, conn, &m);
+    always = false;
+    if (!b->n || (limit && sent >= limit) || after >= head) break;
+  }
+  free(b->bytes);
+  free(b);
+  return after;
+}
+
+static void notify_watchers(hsp_reg_server_t *srv) {
+  uint64_t head;
+  hsp_store_head(srv->cfg.store, &head, NULL);
+  for (size_t i = 0; i < srv->nwatchers; i++) {
+    watcher_t *w = &srv->watchers[i];
+    if (w->seq < head) w->seq = send_entries(srv, w->conn, w->id, w->seq, 0, false);
+  }
+}
+
+static void expire_now(hsp_reg_server_t *srv, uint64_t now_ms) {
+  if (hsp_store_next_expiry(srv->cfg.store) <= now_ms &&
+      hsp_store_expire(srv->cfg.store, now_ms, NULL, NULL) > 0)
+    notify_watchers(srv);
+}
+
+int hsp_reg_server_tick(hsp_reg_server_t *srv, uint64_t now_ms) {
+  int n = hsp_store_expire(srv->cfg.store, now_ms, NULL, NULL);
+  if (n > 0) notify_watchers(srv);
+  return n < 0 ? n : 0;
+}
+
+uint64_t hsp_reg_server_next_timer(hsp_reg_server_t *srv) {
+  return hsp_store_next_expiry(srv->cfg.store);
+}
+
+void hsp_reg_server_disconnect(hsp_reg_server_t *srv, uint64_t conn) {
+  size_t k = 0;
+  for (size_t i = 0; i < srv->nwatchers; i++)
+    if (srv->watchers[i].conn != conn) srv->watchers[k++] = srv->watchers[i];
+  srv->nwatchers = k;
+}
+
+/* Authenticates a signed request; returns the signer or NULL with *err set. */
+static const uint8_t *authenticate(hsp_reg_server_t *srv, const hsp_reg_msg_t *m, uint64_t now,
+                                   uint8_t *by, int *err) {
+  const uint8_t *reg = hsp_store_public_key(srv->cfg.store);
+  *by = 0;
+  if (memcmp(m->registry, reg, HSP_REG_KEY_BYTES) != 0) {
+    *err = HSP_REG_EDENIED;
+    return NULL;
+  }
+  uint64_t skew = m->ts_ms > now ? m->ts_ms - now : now - m->ts_ms;
+  if (skew > srv->cfg.max_skew_ms) {
+    *err = HSP_REG_EREPLAY;
+    return NULL;
+  }
+  const uint8_t *signer = m->inst.key;
+  if (m->type == HSP_REG_MSG_DEREGISTER) {
+    if (memcmp(m->signer, m->inst.key, HSP_REG_KEY_BYTES) == 0) {
+      signer = m->inst.key;
+    } else if (memcmp(m->signer, reg, HSP_REG_KEY_BYTES) == 0) {
+      signer = reg;
+      *by = 1;
+    } else {
+      *err = HSP_REG_EDENIED;
+      return NULL;
+    }
+  }
+  if (!hsp_reg_msg_verify(m, signer)) {
+    *err = HSP_REG_ESIG;
+    return NULL;
+  }
+  return signer;
+}
+
+static int handle_change(hsp_reg_server_t *srv, uint64_t conn, const hsp_reg_msg_t *m,
+                         uint64_t now) {
+  uint8_t by;
+  int err = 0;
+  const uint8_t *signer = authenticate(srv, m, now, &by, &err);
+  if (!signer) return send_error(srv, conn, m->id, err);
+  hsp_store_stamp_t stamp = {signer, m->ts_ms};
+  hsp_reg_entry_t e;
+  switch (m->type) {
+  case HSP_REG_MSG_REGISTER: err = hsp_store_register(srv->cfg.store, &m->inst, &stamp, now, &e); break;
+  case HSP_REG_MSG_RENEW:
+    err = hsp_store_renew(srv->cfg.store, m->inst.key, m->inst.ttl_ms, &stamp, now, &e);
+    break;
+  default: err = hsp_store_deregister(srv->cfg.store, m->inst.key, by, &stamp, now, &e); break;
+  }
+  if (err) return send_error(srv, conn, m->id, err);
+  hsp_reg_msg_t ok;
+  memset(&ok, 0, sizeof ok);
+  ok.id = m->id;
+  ok.type = HSP_REG_MSG_OK;
+  ok.seq = e.seq;
+  ok.expires_ms = e.inst.expires_ms;
+  send_msg(srv, conn, &ok);
+  notify_watchers(srv);
+  return HSP_REG_OK;
+}
+
+static int reply_instances(hsp_reg_server_t *srv, uint64_t conn, uint64_t id,
+                           hsp_reg_instance_t *list, size_t n, uint64_t limit) {
+  static hsp_reg_msg_t m;
+  memset(&m, 0, sizeof m);
+  m.id = id;
+  m.type = HSP_REG_MSG_INSTANCES;
+  m.instances = list;
+  m.ninstances = limit && limit < n ? (size_t)limit : n;
+  /* keep the answer under the message bound: at most ~1.5 KiB per instance */
+  size_t cap = HSP_REG_MSG_MAX / 1600;
+  if (m.ninstances > cap) m.ninstances = cap;
+  send_msg(srv, conn, &m);
+  free(list);
+  return HSP_REG_OK;
+}
+
+int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *buf, size_t len,
+                          uint64_t now_ms) {
+  static hsp_reg_msg_t m;
+  int err = hsp_reg_msg_decode(&m, buf, len);
+  if (err) {
+    /* answer with the id if the header at least was readable */
+    uint64_t id = 0;
+    if (len >= 2 && buf[0] == HSP_REG_PROTOCOL_VERSION && buf[1] < 0xfd) id = buf[1];
+    return send_error(srv, conn, id, err);
+  }
+  expire_now(srv, now_ms);
+  hsp_reg_instance_t *list;
+  size_t n;
+  switch (m.type) {
+  case HSP_REG_MSG_REGISTER:
+  case HSP_REG_MSG_RENEW:
+  case HSP_REG_MSG_DEREGISTER: err = handle_change(srv, conn, &m, now_ms); break;
+  case HSP_REG_MSG_QUERY:
+    err = hsp_store_query(srv->cfg.store, m.name, m.range, &list, &n);
+    err = err ? send_error(srv, conn, m.id, err) : reply_instances(srv, conn, m.id, list, n, m.limit);
+    break;
+  case HSP_REG_MSG_LIST:
+    err = hsp_store_list(srv->cfg.store, &list, &n);
+    err = err ? send_error(srv, conn, m.id, err) : reply_instances(srv, conn, m.id, list, n, 0);
+    break;
+  case HSP_REG_MSG_SYNC: {
+    uint64_t limit = m.limit && m.limit < HSP_REG_BATCH_MAX ? m.limit : HSP_REG_BATCH_MAX;
+    send_entries(srv, conn, m.id, m.seq, limit, true);
+    break;
+  }
+  case HSP_REG_MSG_WATCH: {
+    hsp_reg_server_disconnect(srv, conn); /* one watch per connection */
+    if (srv->nwatchers == srv->capwatchers) {
+      size_t cap = srv->capwatchers ? srv->capwatchers * 2 : 8;
+      void *p = realloc(srv->watchers, cap * sizeof *srv->watchers);
+      if (!p) {
+        err = send_error(srv, conn, m.id, HSP_REG_ENOMEM);
+        break;
+      }
+      srv->watchers = p;
+      srv->capwatchers = cap;
+    }
+    /* backlog first, then register: later changes arrive via notify_watchers */
+    uint64_t last = send_entries(srv, conn, m.id, m.seq, 0, true);
+    srv->watchers[srv->nwatchers++] = (watcher_t){conn, m.id, last};
+    break;
+  }
+  case HSP_REG_MSG_UNWATCH: hsp_reg_server_disconnect(srv, conn); break;
+  default: err = send_error(srv, conn, m.id, HSP_REG_EINVAL); break;
+  }
+  hsp_reg_msg_free(&m);
+  return err;
+}
