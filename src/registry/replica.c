@@ -80,7 +80,7 @@ int hsp_reg_replica_receive(hsp_reg_replica_t *r, const uint8_t *buf, size_t len
   if (!m) return HSP_REG_ENOMEM;
   int err = hsp_reg_msg_decode(m, buf, len);
   if (!err) {
-    if (m->type == HSP_REG_MSG_ENTRIES) {
+    if (m->type == HSP_REG_MSG_ENTRIES && m->nrecords) {
       /* entries we already hold (a re-sent backlog) are skipped, not treated as forks */
       size_t skip = 0;
       uint64_t head = hsp_reg_replica_seq(r);
