@@ -14,14 +14,15 @@ static void drop(void *ud, uint64_t conn, const uint8_t *msg, size_t len) {
 }
 
 static hsp_store_t *store;
+static uint8_t sk[64];
 static hsp_reg_server_t *server;
 static hsp_reg_replica_t *replica;
 
 static void setup(void) {
-  uint8_t pk[32], sk[64], seed[32] = {1};
+  uint8_t pk[32], seed[32] = {1};
   crypto_sign_seed_keypair(pk, sk, seed);
   if (hsp_store_open(&store, ":memory:", sk)) abort();
-  hsp_reg_server_config_t cfg = {store, 0, drop, NULL};
+  hsp_reg_server_config_t cfg = {.store = store, .secret = sk, .send = drop};
   server = hsp_reg_server_new(&cfg);
   if (!server || hsp_reg_replica_open(&replica, ":memory:", pk)) abort();
 }

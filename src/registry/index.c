@@ -233,6 +233,7 @@ int hsp_reg_index_apply(hsp_reg_index_t *ix, const hsp_reg_entry_t *e) {
 }
 
 static void to_instance(const rec_t *r, hsp_reg_instance_t *out) {
+  memset(out, 0, sizeof *out);
   memcpy(out->key, r->key, HSP_REG_KEY_BYTES);
   /* the strings were validated against these bounds on the way in */
   snprintf(out->name, sizeof out->name, "%s", r->name);

@@ -79,7 +79,8 @@ static void walk(walker_t *w, const hsp_reg_msg_t *m, bool signed_part) {
     w_uint(w, m->limit);
     break;
   case HSP_REG_MSG_LIST:
-  case HSP_REG_MSG_UNWATCH: break;
+  case HSP_REG_MSG_UNWATCH:
+  case HSP_REG_MSG_SNAPSHOT: break;
   case HSP_REG_MSG_WATCH: w_uint(w, m->seq); break;
   case HSP_REG_MSG_SYNC:
     w_uint(w, m->seq);
@@ -106,6 +107,19 @@ static void walk(walker_t *w, const hsp_reg_msg_t *m, bool signed_part) {
       w_fixed(w, m->records[i].sig, 64);
     }
     break;
+  case HSP_REG_MSG_SNAPSHOT_DATA:
+    w_uint(w, m->seq);
+    w_fixed(w, m->hash, 32);
+    w_uint(w, m->nsnapshot);
+    if (m->snap_src) {
+      for (size_t i = 0; i < m->nsnapshot; i++) w_instance(w, &m->snap_src[i]);
+    } else if (w->pre) {
+      hsp_cenc_preencode_raw(&w->s, m->snapshot.len);
+    } else {
+      hsp_cenc_encode_raw(&w->s, m->snapshot.data, m->snapshot.len);
+    }
+    w_fixed(w, m->sig, 64);
+    break;
   default: w->s.error = HSP_CENC_EINVAL; return;
   }
   if (hsp_reg_msg_is_signed(m->type)) {
@@ -113,6 +127,10 @@ static void walk(walker_t *w, const hsp_reg_msg_t *m, bool signed_part) {
     w_uint(w, m->ts_ms);
     if (!signed_part) w_fixed(w, m->sig, 64);
   }
+}
+
+static size_t msg_max(uint8_t type) {
+  return type == HSP_REG_MSG_SNAPSHOT_DATA ? HSP_REG_SNAPSHOT_MAX : HSP_REG_MSG_MAX;
 }
 
 size_t hsp_reg_msg_encoded_size(const hsp_reg_msg_t *m) {
@@ -123,7 +141,7 @@ size_t hsp_reg_msg_encoded_size(const hsp_reg_msg_t *m) {
 
 long hsp_reg_msg_encode(const hsp_reg_msg_t *m, uint8_t *out, size_t cap) {
   size_t n = hsp_reg_msg_encoded_size(m);
-  if (n == 0 || n > cap || n > HSP_REG_MSG_MAX) return HSP_REG_EINVAL;
+  if (n == 0 || n > cap || n > msg_max(m->type)) return HSP_REG_EINVAL;
   walker_t w = {hsp_cenc_for_encode(out, n), false};
   walk(&w, m, false);
   return hsp_cenc_ok(&w.s) ? (long)n : HSP_REG_EINVAL;
@@ -132,7 +150,7 @@ long hsp_reg_msg_encode(const hsp_reg_msg_t *m, uint8_t *out, size_t cap) {
 long hsp_reg_msg_encode_alloc(const hsp_reg_msg_t *m, uint8_t **out) {
   *out = NULL;
   size_t n = hsp_reg_msg_encoded_size(m);
-  if (n == 0 || n > HSP_REG_MSG_MAX) return HSP_REG_EINVAL;
+  if (n == 0 || n > msg_max(m->type)) return HSP_REG_EINVAL;
   uint8_t *buf = malloc(n);
   if (!buf) return HSP_REG_ENOMEM;
   long r = hsp_reg_msg_encode(m, buf, n);
@@ -245,7 +263,8 @@ static int decode_body(hsp_reg_msg_t *m, hsp_cenc_t *s) {
     break;
   }
   case HSP_REG_MSG_LIST:
-  case HSP_REG_MSG_UNWATCH: break;
+  case HSP_REG_MSG_UNWATCH:
+  case HSP_REG_MSG_SNAPSHOT: break;
   case HSP_REG_MSG_WATCH: m->seq = hsp_cenc_decode_uint(s); break;
   case HSP_REG_MSG_SYNC:
     m->seq = hsp_cenc_decode_uint(s);
@@ -301,6 +320,22 @@ static int decode_body(hsp_reg_msg_t *m, hsp_cenc_t *s) {
     }
     break;
   }
+  case HSP_REG_MSG_SNAPSHOT_DATA: {
+    m->seq = hsp_cenc_decode_uint(s);
+    if (!get_fixed(s, m->hash, 32)) return HSP_REG_EINVAL;
+    size_t n = hsp_cenc_decode_array_length(s, 40);
+    if (!hsp_cenc_ok(s)) return HSP_REG_EINVAL;
+    size_t start = s->start;
+    hsp_reg_instance_t tmp;
+    for (size_t i = 0; i < n; i++) {
+      memset(&tmp, 0, sizeof tmp);
+      if (!get_instance(s, &tmp, true)) return HSP_REG_EINVAL;
+    }
+    m->snapshot = (hsp_bytes_t){s->buf + start, s->start - start};
+    m->nsnapshot = n;
+    if (!get_fixed(s, m->sig, 64)) return HSP_REG_EINVAL;
+    break;
+  }
   default: return HSP_REG_EINVAL;
   }
   if (hsp_reg_msg_is_signed(m->type)) {
@@ -313,15 +348,71 @@ static int decode_body(hsp_reg_msg_t *m, hsp_cenc_t *s) {
 
 int hsp_reg_msg_decode(hsp_reg_msg_t *m, const uint8_t *buf, size_t len) {
   memset(m, 0, sizeof *m);
-  if (len > HSP_REG_MSG_MAX) return HSP_REG_EINVAL;
+  if (len > HSP_REG_SNAPSHOT_MAX) return HSP_REG_EINVAL;
   hsp_cenc_t s = hsp_cenc_for_decode(buf, len);
   uint8_t version = hsp_cenc_decode_uint8(&s);
   if (hsp_cenc_ok(&s) && version != HSP_REG_PROTOCOL_VERSION) return HSP_REG_EVERSION;
   m->id = hsp_cenc_decode_uint(&s);
   m->type = hsp_cenc_decode_uint8(&s);
-  if (!hsp_cenc_ok(&s)) return HSP_REG_EINVAL;
+  if (!hsp_cenc_ok(&s) || len > msg_max(m->type)) return HSP_REG_EINVAL;
   int err = decode_body(m, &s);
   if (!err && hsp_cenc_remaining(&s) != 0) err = HSP_REG_EINVAL;
   if (err) hsp_reg_msg_free(m);
   return err;
+}
+
+/* ---- snapshots ---- */
+
+static const char SNAP_DOMAIN[] = "hsp-registry-snap-v1";
+
+/* Digest over the snapshot's encoded content, instance by instance, whether the message
+ * holds source instances (encoding side) or the encoded bytes (decoding side). */
+static void snapshot_digest(const hsp_reg_msg_t *m, uint8_t out[32]) {
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, NULL, 0, 32);
+  uint8_t head[64];
+  hsp_cenc_t s = hsp_cenc_for_encode(head, sizeof head);
+  hsp_cenc_encode_uint(&s, m->seq);
+  hsp_cenc_encode_fixed(&s, m->hash, 32);
+  hsp_cenc_encode_uint(&s, m->nsnapshot);
+  crypto_generichash_update(&st, head, s.start);
+  if (m->snap_src) {
+    uint8_t buf[HSP_REG_ENTRY_MAX];
+    for (size_t i = 0; i < m->nsnapshot; i++) {
+      walker_t w = {hsp_cenc_for_encode(buf, sizeof buf), false};
+      w_instance(&w, &m->snap_src[i]);
+      crypto_generichash_update(&st, buf, w.s.start);
+    }
+  } else if (m->snapshot.len) {
+    crypto_generichash_update(&st, m->snapshot.data, m->snapshot.len);
+  }
+  crypto_generichash_final(&st, out, 32);
+}
+
+void hsp_reg_snapshot_sign(hsp_reg_msg_t *m, const uint8_t secret[HSP_REG_SECRET_BYTES]) {
+  uint8_t msg[sizeof SNAP_DOMAIN - 1 + 32];
+  memcpy(msg, SNAP_DOMAIN, sizeof SNAP_DOMAIN - 1);
+  snapshot_digest(m, msg + sizeof SNAP_DOMAIN - 1);
+  crypto_sign_detached(m->sig, NULL, msg, sizeof msg, secret);
+}
+
+bool hsp_reg_snapshot_verify(const hsp_reg_msg_t *m, const uint8_t pub[HSP_REG_KEY_BYTES]) {
+  if (m->type != HSP_REG_MSG_SNAPSHOT_DATA) return false;
+  uint8_t msg[sizeof SNAP_DOMAIN - 1 + 32];
+  memcpy(msg, SNAP_DOMAIN, sizeof SNAP_DOMAIN - 1);
+  snapshot_digest(m, msg + sizeof SNAP_DOMAIN - 1);
+  return crypto_sign_verify_detached(m->sig, msg, sizeof msg, pub) == 0;
+}
+
+void hsp_reg_snapshot_iter_init(hsp_reg_snapshot_iter_t *it, const hsp_reg_msg_t *m) {
+  it->s = hsp_cenc_for_decode(m->snapshot.data, m->snapshot.len);
+  it->left = m->nsnapshot;
+}
+
+int hsp_reg_snapshot_next(hsp_reg_snapshot_iter_t *it, hsp_reg_instance_t *out) {
+  if (it->left == 0) return 0;
+  memset(out, 0, sizeof *out);
+  if (!get_instance(&it->s, out, true)) return HSP_REG_EINVAL;
+  it->left--;
+  return 1;
 }

@@ -11,11 +11,13 @@
 #ifndef HSP_REGISTRY_PROTOCOL_H
 #define HSP_REGISTRY_PROTOCOL_H
 
+#include "compact.h"
 #include "registry.h"
 #include "store.h"
 
 #define HSP_REG_PROTOCOL_VERSION 1
 #define HSP_REG_MSG_MAX (4u << 20)     /* largest message a decoder accepts */
+#define HSP_REG_SNAPSHOT_MAX (64u << 20) /* except a snapshot, which holds every instance */
 #define HSP_REG_MSG_ERROR_MAX 256
 #define HSP_REG_BATCH_MAX 4096          /* entries in one ENTRIES message */
 
@@ -29,11 +31,13 @@ enum hsp_reg_msg_type {
   HSP_REG_MSG_WATCH = 6,
   HSP_REG_MSG_SYNC = 7,
   HSP_REG_MSG_UNWATCH = 8,
+  HSP_REG_MSG_SNAPSHOT = 9,
   /* responses and pushes */
   HSP_REG_MSG_OK = 64,
   HSP_REG_MSG_ERROR = 65,
   HSP_REG_MSG_INSTANCES = 66,
   HSP_REG_MSG_ENTRIES = 67,
+  HSP_REG_MSG_SNAPSHOT_DATA = 68,
 };
 
 typedef struct hsp_reg_msg {
@@ -62,6 +66,14 @@ typedef struct hsp_reg_msg {
   /* ENTRIES: bodies and signatures point into the decoded input buffer */
   hsp_store_record_t *records;
   size_t nrecords;
+  /* SNAPSHOT_DATA: seq + hash = the log head it reflects; the instances stay encoded in
+   * the input (validated by decode, read with hsp_reg_snapshot_next) so a 100,000-instance
+   * snapshot costs no allocation; sig = registry signature (hsp_reg_snapshot_sign). */
+  uint8_t hash[HSP_REG_HASH_BYTES];
+  hsp_bytes_t snapshot; /* encoded instances */
+  size_t nsnapshot;
+  /* encoding a SNAPSHOT_DATA: the instances to send */
+  const hsp_reg_instance_t *snap_src;
 } hsp_reg_msg_t;
 
 /* Size of the encoding, or 0 if the message cannot be encoded. */
@@ -77,6 +89,18 @@ void hsp_reg_msg_free(hsp_reg_msg_t *m);
 int hsp_reg_msg_sign(hsp_reg_msg_t *m, const uint8_t secret[HSP_REG_SECRET_BYTES]);
 /* Checks m->sig against `pub`. */
 bool hsp_reg_msg_verify(const hsp_reg_msg_t *m, const uint8_t pub[HSP_REG_KEY_BYTES]);
+
+/* Snapshot signature: Ed25519 over "hsp-registry-snap-v1" || BLAKE2b-256(seq, hash,
+ * count, instances) in their encoded form. */
+void hsp_reg_snapshot_sign(hsp_reg_msg_t *m, const uint8_t secret[HSP_REG_SECRET_BYTES]);
+bool hsp_reg_snapshot_verify(const hsp_reg_msg_t *m, const uint8_t pub[HSP_REG_KEY_BYTES]);
+/* Iterates a decoded snapshot's instances: returns 1 and fills *out, 0 at the end. */
+typedef struct hsp_reg_snapshot_iter {
+  hsp_cenc_t s;
+  size_t left;
+} hsp_reg_snapshot_iter_t;
+void hsp_reg_snapshot_iter_init(hsp_reg_snapshot_iter_t *it, const hsp_reg_msg_t *m);
+int hsp_reg_snapshot_next(hsp_reg_snapshot_iter_t *it, hsp_reg_instance_t *out);
 
 static inline bool hsp_reg_msg_is_signed(uint8_t type) {
   return type == HSP_REG_MSG_REGISTER || type == HSP_REG_MSG_RENEW ||

@@ -10,18 +10,15 @@ struct hsp_reg_replica {
   size_t scratch_cap;
 };
 
+static int load_index(hsp_reg_replica_t *r);
+
 int hsp_reg_replica_open(hsp_reg_replica_t **out, const char *path,
                          const uint8_t pub[HSP_REG_KEY_BYTES]) {
   *out = NULL;
   hsp_reg_replica_t *r = calloc(1, sizeof *r);
   if (!r) return HSP_REG_ENOMEM;
   int err = hsp_store_open_follower(&r->store, path, pub);
-  if (!err && !(r->index = hsp_reg_index_new())) err = HSP_REG_ENOMEM;
-  hsp_reg_instance_t *all = NULL;
-  size_t n = 0;
-  if (!err) err = hsp_store_list(r->store, &all, &n);
-  for (size_t i = 0; !err && i < n; i++) err = hsp_reg_index_put(r->index, &all[i]);
-  free(all);
+  if (!err) err = load_index(r);
   if (err) {
     hsp_reg_replica_close(r);
     return err;
@@ -55,6 +52,47 @@ long hsp_reg_replica_watch_request(hsp_reg_replica_t *r, uint64_t id, uint8_t **
   return hsp_reg_msg_encode_alloc(&m, out);
 }
 
+long hsp_reg_replica_snapshot_request(hsp_reg_replica_t *r, uint64_t id, uint8_t **out) {
+  (void)r;
+  hsp_reg_msg_t m;
+  memset(&m, 0, sizeof m);
+  m.id = id;
+  m.type = HSP_REG_MSG_SNAPSHOT;
+  return hsp_reg_msg_encode_alloc(&m, out);
+}
+
+static int snap_next(void *ud, hsp_reg_instance_t *out) {
+  return hsp_reg_snapshot_next(ud, out);
+}
+
+static int load_index(hsp_reg_replica_t *r) {
+  hsp_reg_index_t *ix = hsp_reg_index_new();
+  if (!ix) return HSP_REG_ENOMEM;
+  hsp_reg_instance_t *all = NULL;
+  size_t n = 0;
+  int err = hsp_store_list(r->store, &all, &n);
+  for (size_t i = 0; !err && i < n; i++) err = hsp_reg_index_put(ix, &all[i]);
+  free(all);
+  if (err) {
+    hsp_reg_index_free(ix);
+    return err;
+  }
+  hsp_reg_index_free(r->index);
+  r->index = ix;
+  return HSP_REG_OK;
+}
+
+static int install_snapshot(hsp_reg_replica_t *r, const hsp_reg_msg_t *m) {
+  if (!hsp_reg_snapshot_verify(m, hsp_store_public_key(r->store))) return HSP_REG_ESIG;
+  /* never go back in time: an old (replayed) snapshot would undo changes we hold */
+  if (m->seq < hsp_reg_replica_seq(r)) return HSP_REG_EREPLAY;
+  hsp_reg_snapshot_iter_t it;
+  hsp_reg_snapshot_iter_init(&it, m);
+  int err = hsp_store_install_snapshot(r->store, m->seq, m->hash, snap_next, &it);
+  if (!err) err = load_index(r);
+  return err ? err : (int)m->nsnapshot;
+}
+
 int hsp_reg_replica_apply(hsp_reg_replica_t *r, const hsp_store_record_t *recs, size_t n) {
   if (n == 0) return 0;
   if (n > r->scratch_cap) {
@@ -86,6 +124,8 @@ int hsp_reg_replica_receive(hsp_reg_replica_t *r, const uint8_t *buf, size_t len
       uint64_t head = hsp_reg_replica_seq(r);
       while (skip < m->nrecords && m->records[skip].seq <= head) skip++;
       err = hsp_reg_replica_apply(r, m->records + skip, m->nrecords - skip);
+    } else if (m->type == HSP_REG_MSG_SNAPSHOT_DATA) {
+      err = install_snapshot(r, m);
     } else if (m->type == HSP_REG_MSG_ERROR) {
       err = m->code ? m->code : HSP_REG_EINVAL;
     }

@@ -31,10 +31,16 @@ size_t hsp_reg_replica_count(const hsp_reg_replica_t *r);
 /* The WATCH request that resumes from the replica's head (malloc'd into *out). */
 long hsp_reg_replica_watch_request(hsp_reg_replica_t *r, uint64_t id, uint8_t **out);
 
+/* The SNAPSHOT request (malloc'd into *out): a fresh replica far behind can take the
+ * live set at once instead of the whole log, then WATCH from the snapshot's position. */
+long hsp_reg_replica_snapshot_request(hsp_reg_replica_t *r, uint64_t id, uint8_t **out);
+
 /* Applies records (verified, all or nothing). Returns how many, or an error. */
 int hsp_reg_replica_apply(hsp_reg_replica_t *r, const hsp_store_record_t *recs, size_t n);
 
-/* Handles one message from the registry: ENTRIES are applied; an ERROR returns its code;
+/* Handles one message from the registry: ENTRIES are applied; a SNAPSHOT_DATA whose
+ * signature verifies replaces the replica's content (returns its instance count); an
+ * ERROR returns its code;
  * other types are ignored (return 0). Returns the number of entries applied or an error. */
 int hsp_reg_replica_receive(hsp_reg_replica_t *r, const uint8_t *msg, size_t len);
 

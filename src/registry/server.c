@@ -283,6 +283,39 @@ int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *b
     break;
   }
   case HSP_REG_MSG_UNWATCH: hsp_reg_server_disconnect(srv, conn); break;
+  case HSP_REG_MSG_SNAPSHOT: {
+    err = hsp_store_list(srv->cfg.store, &list, &n);
+    if (err) {
+      send_error(srv, conn, m.id, err);
+      break;
+    }
+    hsp_reg_msg_t *snap = calloc(1, sizeof *snap);
+    if (!snap) {
+      free(list);
+      err = send_error(srv, conn, m.id, HSP_REG_ENOMEM);
+      break;
+    }
+    snap->id = m.id;
+    snap->type = HSP_REG_MSG_SNAPSHOT_DATA;
+    hsp_store_head(srv->cfg.store, &snap->seq, snap->hash);
+    snap->snap_src = list;
+    snap->nsnapshot = n;
+    uint8_t *out = NULL;
+    long outlen = HSP_REG_EDENIED; /* no secret: this server cannot sign snapshots */
+    if (srv->cfg.secret) {
+      hsp_reg_snapshot_sign(snap, srv->cfg.secret);
+      outlen = hsp_reg_msg_encode_alloc(snap, &out);
+    }
+    if (outlen < 0) {
+      err = send_error(srv, conn, m.id, (int)outlen);
+    } else {
+      srv->cfg.send(srv->cfg.ud, conn, out, (size_t)outlen);
+      free(out);
+    }
+    free(list);
+    free(snap);
+    break;
+  }
   default: err = send_error(srv, conn, m.id, HSP_REG_EINVAL); break;
   }
   hsp_reg_msg_free(&m);

@@ -22,6 +22,7 @@ typedef void (*hsp_reg_send_fn)(void *ud, uint64_t conn, const uint8_t *msg, siz
 
 typedef struct hsp_reg_server_config {
   hsp_store_t *store;       /* leader store, owned by the caller */
+  const uint8_t *secret;    /* registry secret key (64 bytes), signs snapshots */
   uint64_t max_skew_ms;     /* 0 = default 60 s */
   hsp_reg_send_fn send;
   void *ud;

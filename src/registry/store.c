@@ -28,7 +28,7 @@ enum stmt_id {
   S_INST_DELETE, S_INST_INSERT, S_INST_RENEW, S_INST_GET, S_INST_BY_NAME, S_INST_ALL,
   S_INST_EXPIRED, S_INST_NEXT_EXPIRY,
   S_CLOCK_GET, S_CLOCK_DELETE, S_CLOCK_INSERT,
-  S_META_GET, S_META_INSERT,
+  S_META_GET, S_META_INSERT, S_META_DELETE, S_LOG_CLEAR, S_INST_CLEAR,
   S_COUNT
 };
 
@@ -54,6 +54,9 @@ static const char *const SQL[S_COUNT] = {
     [S_CLOCK_INSERT] = "INSERT INTO request_clock (signer, ts_ms) VALUES (?, ?)",
     [S_META_GET] = "SELECT v FROM meta WHERE k = ?",
     [S_META_INSERT] = "INSERT INTO meta (k, v) VALUES (?, ?)",
+    [S_META_DELETE] = "DELETE FROM meta WHERE k = ?",
+    [S_LOG_CLEAR] = "DELETE FROM log",
+    [S_INST_CLEAR] = "DELETE FROM instances",
 };
 
 struct hsp_store {
@@ -64,6 +67,9 @@ struct hsp_store {
   uint8_t pub[HSP_REG_KEY_BYTES];
   uint64_t head_seq;
   uint8_t head_hash[HSP_REG_HASH_BYTES];
+  /* Where the log starts: 0/zeros, or the position of an installed snapshot. */
+  uint64_t base_seq;
+  uint8_t base_hash[HSP_REG_HASH_BYTES];
 };
 
 /* Resets a statement for reuse and returns it. */
@@ -112,11 +118,33 @@ static int row_to_instance(sqlite3_stmt *s, hsp_reg_instance_t *in) {
   return HSP_REG_OK;
 }
 
+/* meta 'base' = uint64 LE seq || 32-byte hash, present after a snapshot install */
+static int load_base(hsp_store_t *st) {
+  sqlite3_stmt *s = S(st, S_META_GET);
+  sqlite3_bind_text(s, 1, "base", -1, SQLITE_STATIC);
+  int rc = sqlite3_step(s);
+  st->base_seq = 0;
+  memset(st->base_hash, 0, sizeof st->base_hash);
+  if (rc == SQLITE_ROW) {
+    const uint8_t *v = sqlite3_column_blob(s, 0);
+    if (sqlite3_column_bytes(s, 0) != 8 + HSP_REG_HASH_BYTES) rc = SQLITE_CORRUPT;
+    else {
+      for (int i = 7; i >= 0; i--) st->base_seq = st->base_seq << 8 | v[i];
+      memcpy(st->base_hash, v + 8, HSP_REG_HASH_BYTES);
+      rc = SQLITE_DONE;
+    }
+  }
+  sqlite3_reset(s);
+  return rc == SQLITE_DONE ? HSP_REG_OK : HSP_REG_EDB;
+}
+
 static int load_head(hsp_store_t *st) {
+  int err = load_base(st);
+  if (err) return err;
   sqlite3_stmt *s = S(st, S_LOG_HEAD);
   int rc = sqlite3_step(s);
-  st->head_seq = 0;
-  memset(st->head_hash, 0, sizeof st->head_hash);
+  st->head_seq = st->base_seq;
+  memcpy(st->head_hash, st->base_hash, sizeof st->head_hash);
   if (rc == SQLITE_ROW) {
     if (sqlite3_column_bytes(s, 1) != HSP_REG_HASH_BYTES) rc = SQLITE_CORRUPT;
     else {
@@ -595,6 +623,7 @@ typedef struct verify_ctx {
   uint64_t seq;
   uint8_t hash[HSP_REG_HASH_BYTES];
   hsp_reg_index_t *ix;
+  bool replay;
   int err;
 } verify_ctx_t;
 
@@ -604,7 +633,7 @@ static int verify_cb(void *ud, const hsp_store_record_t *r) {
   uint8_t hash[HSP_REG_HASH_BYTES];
   v->err = verify_record(v->pub, v->seq, v->hash, r, hash, &e, true);
   if (!v->err && memcmp(hash, r->hash, HSP_REG_HASH_BYTES) != 0) v->err = HSP_REG_ECHAIN;
-  if (!v->err) v->err = hsp_reg_index_apply(v->ix, &e) ? HSP_REG_ECHAIN : HSP_REG_OK;
+  if (!v->err && v->replay) v->err = hsp_reg_index_apply(v->ix, &e) ? HSP_REG_ECHAIN : HSP_REG_OK;
   v->seq = r->seq;
   memcpy(v->hash, hash, HSP_REG_HASH_BYTES);
   return v->err;
@@ -619,17 +648,23 @@ static bool same_instance(const hsp_reg_instance_t *a, const hsp_reg_instance_t 
 }
 
 int hsp_store_verify(hsp_store_t *st) {
-  verify_ctx_t v = {.pub = st->pub, .seq = 0, .ix = hsp_reg_index_new(), .err = 0};
+  verify_ctx_t v = {.pub = st->pub, .seq = st->base_seq, .ix = hsp_reg_index_new(), .err = 0};
   if (!v.ix) return HSP_REG_ENOMEM;
-  memset(v.hash, 0, sizeof v.hash);
-  int err = hsp_store_entries_after(st, 0, 0, verify_cb, &v);
+  memcpy(v.hash, st->base_hash, sizeof v.hash);
+  int err = HSP_REG_OK;
+  /* After a snapshot install the log starts at the base and the instances of the snapshot
+   * were authenticated by its signature, not by entries we hold: the chain and every
+   * signature are still checked, the replay comparison is not possible. */
+  bool replay = st->base_seq == 0;
+  v.replay = replay;
+  if (!err) err = hsp_store_entries_after(st, st->base_seq, 0, verify_cb, &v);
   if (!err) err = v.err;
   if (!err && (v.seq != st->head_seq || memcmp(v.hash, st->head_hash, 32) != 0))
     err = HSP_REG_ECHAIN;
   hsp_reg_instance_t *all = NULL;
   size_t n = 0;
-  if (!err) err = hsp_store_list(st, &all, &n);
-  if (!err && n != hsp_reg_index_count(v.ix)) err = HSP_REG_ECHAIN;
+  if (!err && replay) err = hsp_store_list(st, &all, &n);
+  if (!err && replay && n != hsp_reg_index_count(v.ix)) err = HSP_REG_ECHAIN;
   for (size_t i = 0; !err && i < n; i++) {
     hsp_reg_instance_t x;
     if (!hsp_reg_index_get(v.ix, all[i].key, &x) || !same_instance(&x, &all[i]))
@@ -637,5 +672,64 @@ int hsp_store_verify(hsp_store_t *st) {
   }
   free(all);
   hsp_reg_index_free(v.ix);
+  return err;
+}
+
+int hsp_store_install_snapshot(hsp_store_t *st, uint64_t seq, const uint8_t hash[HSP_REG_HASH_BYTES],
+                               int (*next)(void *ud, hsp_reg_instance_t *out), void *ud) {
+  if (st->leader) return HSP_REG_EDENIED;
+  uint64_t seq0 = st->head_seq, bseq0 = st->base_seq;
+  uint8_t hash0[HSP_REG_HASH_BYTES], bhash0[HSP_REG_HASH_BYTES];
+  memcpy(hash0, st->head_hash, sizeof hash0);
+  memcpy(bhash0, st->base_hash, sizeof bhash0);
+  if (tx(st, S_BEGIN)) return HSP_REG_EDB;
+  int err = tx(st, S_LOG_CLEAR);
+  if (!err) err = tx(st, S_INST_CLEAR);
+  hsp_reg_instance_t in;
+  int more;
+  while (!err && (more = next(ud, &in)) != 0) {
+    if (more < 0 || in.reg_seq > seq) {
+      err = HSP_REG_EINVAL;
+      break;
+    }
+    hsp_reg_entry_t e;
+    memset(&e, 0, sizeof e);
+    e.type = HSP_REG_REGISTER;
+    e.seq = in.reg_seq;
+    e.time_ms = in.registered_ms;
+    e.inst = in;
+    err = apply_sql(st, &e);
+    /* a renewed instance: registration fields came from its register, lease from renew */
+    if (!err && (in.renewed_ms != in.registered_ms)) {
+      e.type = HSP_REG_RENEW;
+      e.time_ms = in.renewed_ms;
+      err = apply_sql(st, &e);
+    }
+  }
+  uint8_t base[8 + HSP_REG_HASH_BYTES];
+  for (int i = 0; i < 8; i++) base[i] = (uint8_t)(seq >> (8 * i));
+  memcpy(base + 8, hash, HSP_REG_HASH_BYTES);
+  sqlite3_stmt *s;
+  if (!err) {
+    s = S(st, S_META_DELETE);
+    sqlite3_bind_text(s, 1, "base", -1, SQLITE_STATIC);
+    err = exec_done(s);
+  }
+  if (!err) {
+    s = S(st, S_META_INSERT);
+    sqlite3_bind_text(s, 1, "base", -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, base, sizeof base, SQLITE_STATIC);
+    err = exec_done(s);
+  }
+  if (!err) {
+    st->base_seq = st->head_seq = seq;
+    memcpy(st->base_hash, hash, HSP_REG_HASH_BYTES);
+    memcpy(st->head_hash, hash, HSP_REG_HASH_BYTES);
+  }
+  err = finish(st, err, seq0, hash0);
+  if (err) {
+    st->base_seq = bseq0;
+    memcpy(st->base_hash, bhash0, sizeof bhash0);
+  }
   return err;
 }

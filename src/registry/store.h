@@ -78,6 +78,11 @@ int hsp_store_entries_after(hsp_store_t *st, uint64_t after, size_t limit,
  * receives the decoded entries. */
 int hsp_store_follow(hsp_store_t *st, const hsp_store_record_t *recs, size_t n,
                      hsp_reg_entry_t *entries);
+/* Follower: replaces everything with a snapshot taken at log position (seq, hash) -- the
+ * caller has verified its signature. `next` yields the instances (1 = one more, 0 = end,
+ * negative = error). Later entries chain from `hash`. All or nothing. */
+int hsp_store_install_snapshot(hsp_store_t *st, uint64_t seq, const uint8_t hash[HSP_REG_HASH_BYTES],
+                               int (*next)(void *ud, hsp_reg_instance_t *out), void *ud);
 void hsp_store_head(hsp_store_t *st, uint64_t *seq, uint8_t hash[HSP_REG_HASH_BYTES]);
 const uint8_t *hsp_store_public_key(hsp_store_t *st);
 

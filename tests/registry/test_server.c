@@ -161,7 +161,7 @@ static int deliver(hsp_reg_replica_t *rep, uint64_t conn) {
 static void test_server(void) {
   hsp_store_t *st;
   CHECK_EQ_INT(hsp_store_open(&st, ":memory:", reg_sk), 0);
-  hsp_reg_server_config_t cfg = {st, 0, capture, NULL};
+  hsp_reg_server_config_t cfg = {.store = st, .secret = reg_sk, .send = capture};
   hsp_reg_server_t *srv = hsp_reg_server_new(&cfg);
   CHECK(srv != NULL);
 
@@ -354,7 +354,7 @@ static void test_replica_persist(void) {
   unlink(path);
   hsp_store_t *st;
   CHECK_EQ_INT(hsp_store_open(&st, ":memory:", reg_sk), 0);
-  hsp_reg_server_config_t cfg = {st, 0, capture, NULL};
+  hsp_reg_server_config_t cfg = {.store = st, .secret = reg_sk, .send = capture};
   hsp_reg_server_t *srv = hsp_reg_server_new(&cfg);
   for (int i = 0; i < 20; i++) {
     svc_t s = new_svc();
@@ -390,11 +390,94 @@ static void test_replica_persist(void) {
   unlink(side);
 }
 
+/* A fresh replica takes a signed snapshot, then follows the log from its position. */
+static void test_snapshot(void) {
+  hsp_store_t *st;
+  CHECK_EQ_INT(hsp_store_open(&st, ":memory:", reg_sk), 0);
+  hsp_reg_server_config_t cfg = {.store = st, .secret = reg_sk, .send = capture};
+  hsp_reg_server_t *srv = hsp_reg_server_new(&cfg);
+  svc_t s[6];
+  for (int i = 0; i < 6; i++) {
+    s[i] = new_svc();
+    hsp_reg_msg_t m = reg_msg(&s[i], "db", i < 3 ? "1.0.0" : "1.1.0", now);
+    CHECK_EQ_INT(send_to(srv, 1, &m), 0);
+  }
+  now += 5000;
+  hsp_reg_msg_t rn;
+  memset(&rn, 0, sizeof rn);
+  rn.type = HSP_REG_MSG_RENEW;
+  memcpy(rn.inst.key, s[1].pk, 32);
+  rn.inst.ttl_ms = 20000;
+  memcpy(rn.registry, reg_pk, 32);
+  rn.ts_ms = now;
+  hsp_reg_msg_sign(&rn, s[1].sk);
+  CHECK_EQ_INT(send_to(srv, 1, &rn), 0);
+  hsp_reg_msg_t d;
+  memset(&d, 0, sizeof d);
+  d.type = HSP_REG_MSG_DEREGISTER;
+  memcpy(d.inst.key, s[0].pk, 32);
+  memcpy(d.signer, s[0].pk, 32);
+  memcpy(d.registry, reg_pk, 32);
+  d.ts_ms = now;
+  hsp_reg_msg_sign(&d, s[0].sk);
+  CHECK_EQ_INT(send_to(srv, 1, &d), 0);
+
+  hsp_reg_replica_t *rep;
+  CHECK_EQ_INT(hsp_reg_replica_open(&rep, ":memory:", reg_pk), 0);
+  uint8_t *req;
+  long n = hsp_reg_replica_snapshot_request(rep, 5, &req);
+  clear_outbox();
+  CHECK_EQ_INT(hsp_reg_server_handle(srv, 4, req, (size_t)n, now), 0);
+  free(req);
+  CHECK_EQ_INT(nout, 1);
+  sent_t snap = outbox[0];
+  /* tampered: refused, nothing installed */
+  uint8_t *bad = malloc(snap.len);
+  memcpy(bad, snap.buf, snap.len);
+  uint8_t *hit = memmem(bad, snap.len, "1.1.0", 5);
+  CHECK(hit != NULL);
+  if (hit) hit[2] = '2';
+  CHECK_EQ_INT(hsp_reg_replica_receive(rep, bad, snap.len), HSP_REG_ESIG);
+  free(bad);
+  CHECK_EQ_INT(hsp_reg_replica_count(rep), 0);
+  CHECK_EQ_INT(hsp_reg_replica_receive(rep, snap.buf, snap.len), 5);
+  CHECK_EQ_INT(hsp_reg_replica_seq(rep), 8);
+  hsp_reg_instance_t got[8], want;
+  CHECK_EQ_INT(hsp_reg_replica_query(rep, "db", "*", got, 8), 5);
+  CHECK_EQ_STR(got[0].version, "1.1.0");
+  CHECK_EQ_INT(hsp_store_get(st, s[1].pk, &want), 0);
+  CHECK(hsp_reg_replica_get(rep, s[1].pk, &got[0]));
+  CHECK(memcmp(&got[0], &want, sizeof want) == 0); /* renewed lease carried over */
+
+  /* then follow: a later change chains from the snapshot's head */
+  uint8_t *w;
+  n = hsp_reg_replica_watch_request(rep, 6, &w);
+  outbox[0].buf = NULL; /* keep the snapshot bytes for the replay below */
+  clear_outbox();
+  CHECK_EQ_INT(hsp_reg_server_handle(srv, 4, w, (size_t)n, now), 0);
+  free(w);
+  svc_t x = new_svc();
+  hsp_reg_msg_t m = reg_msg(&x, "db", "2.0.0", now);
+  CHECK_EQ_INT(send_to(srv, 1, &m), 0);
+  CHECK_EQ_INT(deliver(rep, 4), 1);
+  CHECK_EQ_INT(hsp_reg_replica_query(rep, "db", "*", got, 8), 6);
+  CHECK(memcmp(got[0].key, x.pk, 32) == 0);
+  /* an old snapshot replayed later cannot roll the replica back */
+  CHECK_EQ_INT(hsp_reg_replica_receive(rep, snap.buf, snap.len), HSP_REG_EREPLAY);
+  CHECK_EQ_INT(hsp_reg_replica_count(rep), 6);
+  free(snap.buf);
+  hsp_reg_replica_close(rep);
+  clear_outbox();
+  hsp_reg_server_free(srv);
+  hsp_store_close(st);
+}
+
 int main(void) {
   CHECK(sodium_init() >= 0);
   crypto_sign_keypair(reg_pk, reg_sk);
   test_roundtrip();
   test_server();
   test_replica_persist();
+  test_snapshot();
   return check_summary("test_registry_server");
 }
