@@ -14,7 +14,6 @@ static const char *const SCHEMA[] = {
      " ttl_ms INTEGER NOT NULL, registered_ms INTEGER NOT NULL, renewed_ms INTEGER NOT NULL,"
      " expires_ms INTEGER NOT NULL, reg_seq INTEGER NOT NULL)"),
     "CREATE INDEX IF NOT EXISTS instances_by_name ON instances (name)",
-    "CREATE INDEX IF NOT EXISTS instances_by_expiry ON instances (expires_ms)",
     ("CREATE TABLE IF NOT EXISTS log ("
      " seq INTEGER PRIMARY KEY, body BLOB NOT NULL, hash BLOB NOT NULL, sig BLOB NOT NULL)"),
     "CREATE TABLE IF NOT EXISTS request_clock (signer BLOB PRIMARY KEY, ts_ms INTEGER NOT NULL)",
@@ -191,8 +190,19 @@ static int open_common(hsp_store_t **out, const char *path, bool leader) {
     rc = sqlite3_exec(st->db,
                       leader ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
                       NULL, NULL, NULL);
+  /* A bigger page cache keeps the B-trees of a 100,000-instance registry in memory. */
+  if (rc == SQLITE_OK) rc = sqlite3_exec(st->db, "PRAGMA cache_size=-32768", NULL, NULL, NULL);
   for (size_t i = 0; rc == SQLITE_OK && i < sizeof SCHEMA / sizeof SCHEMA[0]; i++)
     rc = sqlite3_exec(st->db, SCHEMA[i], NULL, NULL, NULL);
+  /* Only the leader expires leases; a follower applies logged expiries by key. */
+  /* A follower takes entries in batches of thousands; checkpointing (each one an fsync)
+   * every 32 MiB of WAL rather than every 4 MiB keeps a fresh sync from waiting on disks. */
+  if (rc == SQLITE_OK && !leader)
+    rc = sqlite3_exec(st->db, "PRAGMA wal_autocheckpoint=8192", NULL, NULL, NULL);
+  if (rc == SQLITE_OK && leader)
+    rc = sqlite3_exec(st->db,
+                      "CREATE INDEX IF NOT EXISTS instances_by_expiry ON instances (expires_ms)",
+                      NULL, NULL, NULL);
   for (int i = 0; rc == SQLITE_OK && i < S_COUNT; i++)
     rc = sqlite3_prepare_v2(st->db, SQL[i], -1, &st->stmt[i], NULL);
   *out = st;
