@@ -9,12 +9,23 @@
 
 typedef struct watcher {
   uint64_t conn, id, seq; /* seq: last entry sent */
+  bool pending;           /* added inside a batch not yet committed */
 } watcher_t;
+
+typedef struct queued {
+  uint64_t conn;
+  uint8_t *buf;
+  size_t len;
+} queued_t;
 
 struct hsp_reg_server {
   hsp_reg_server_config_t cfg;
   watcher_t *watchers;
   size_t nwatchers, capwatchers;
+  /* inside handle_many: everything sent waits here for the commit */
+  bool batch;
+  queued_t *queue;
+  size_t nqueue, capqueue;
 };
 
 hsp_reg_server_t *hsp_reg_server_new(const hsp_reg_server_config_t *cfg) {
@@ -26,18 +37,44 @@ hsp_reg_server_t *hsp_reg_server_new(const hsp_reg_server_config_t *cfg) {
   return srv;
 }
 
+static void drop_queue(hsp_reg_server_t *srv) {
+  for (size_t i = 0; i < srv->nqueue; i++) free(srv->queue[i].buf);
+  srv->nqueue = 0;
+}
+
 void hsp_reg_server_free(hsp_reg_server_t *srv) {
   if (!srv) return;
+  drop_queue(srv);
+  free(srv->queue);
   free(srv->watchers);
   free(srv);
+}
+
+/* Takes ownership of buf. */
+static void emit(hsp_reg_server_t *srv, uint64_t conn, uint8_t *buf, size_t len) {
+  if (srv->batch) {
+    if (srv->nqueue == srv->capqueue) {
+      size_t cap = srv->capqueue ? srv->capqueue * 2 : 16;
+      void *p = realloc(srv->queue, cap * sizeof *srv->queue);
+      if (!p) {
+        free(buf); /* the client times out and retries: nothing was acknowledged */
+        return;
+      }
+      srv->queue = p;
+      srv->capqueue = cap;
+    }
+    srv->queue[srv->nqueue++] = (queued_t){conn, buf, len};
+    return;
+  }
+  srv->cfg.send(srv->cfg.ud, conn, buf, len);
+  free(buf);
 }
 
 static void send_msg(hsp_reg_server_t *srv, uint64_t conn, const hsp_reg_msg_t *m) {
   uint8_t *buf;
   long n = hsp_reg_msg_encode_alloc(m, &buf);
   if (n < 0) return;
-  srv->cfg.send(srv->cfg.ud, conn, buf, (size_t)n);
-  free(buf);
+  emit(srv, conn, buf, (size_t)n);
 }
 
 static int send_error(hsp_reg_server_t *srv, uint64_t conn, uint64_t id, int err) {
@@ -128,6 +165,7 @@ static uint64_t send_entries(hsp_reg_server_t *srv, uint64_t conn, uint64_t id, 
 }
 
 static void notify_watchers(hsp_reg_server_t *srv) {
+  if (srv->batch) return; /* after the commit */
   uint64_t head;
   hsp_store_head(srv->cfg.store, &head, NULL);
   for (size_t i = 0; i < srv->nwatchers; i++) {
@@ -279,7 +317,7 @@ int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *b
     }
     /* backlog first, then register: later changes arrive via notify_watchers */
     uint64_t last = send_entries(srv, conn, m.id, m.seq, 0, true);
-    srv->watchers[srv->nwatchers++] = (watcher_t){conn, m.id, last};
+    srv->watchers[srv->nwatchers++] = (watcher_t){conn, m.id, last, srv->batch};
     break;
   }
   case HSP_REG_MSG_UNWATCH: hsp_reg_server_disconnect(srv, conn); break;
@@ -306,12 +344,8 @@ int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *b
       hsp_reg_snapshot_sign(snap, srv->cfg.secret);
       outlen = hsp_reg_msg_encode_alloc(snap, &out);
     }
-    if (outlen < 0) {
-      err = send_error(srv, conn, m.id, (int)outlen);
-    } else {
-      srv->cfg.send(srv->cfg.ud, conn, out, (size_t)outlen);
-      free(out);
-    }
+    if (outlen < 0) err = send_error(srv, conn, m.id, (int)outlen);
+    else emit(srv, conn, out, (size_t)outlen);
     free(list);
     free(snap);
     break;
@@ -319,5 +353,52 @@ int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *b
   default: err = send_error(srv, conn, m.id, HSP_REG_EINVAL); break;
   }
   hsp_reg_msg_free(&m);
+  return err;
+}
+
+static uint64_t header_id(const uint8_t *msg, size_t len) {
+  hsp_cenc_t s = hsp_cenc_for_decode(msg, len);
+  hsp_cenc_decode_uint8(&s);
+  uint64_t id = hsp_cenc_decode_uint(&s);
+  return hsp_cenc_ok(&s) ? id : 0;
+}
+
+int hsp_reg_server_handle_many(hsp_reg_server_t *srv, const hsp_reg_input_t *in, size_t n,
+                               uint64_t now_ms) {
+  if (n == 1 || hsp_store_batch_begin(srv->cfg.store) != 0) {
+    int err = 0;
+    for (size_t i = 0; i < n; i++) {
+      int e = hsp_reg_server_handle(srv, in[i].conn, in[i].msg, in[i].len, now_ms);
+      if (!err) err = e;
+    }
+    return err;
+  }
+  srv->batch = true;
+  for (size_t i = 0; i < n; i++) hsp_reg_server_handle(srv, in[i].conn, in[i].msg, in[i].len, now_ms);
+  srv->batch = false;
+  int err = hsp_store_batch_commit(srv->cfg.store);
+  if (!err) {
+    for (size_t i = 0; i < srv->nqueue; i++) {
+      srv->cfg.send(srv->cfg.ud, srv->queue[i].conn, srv->queue[i].buf, srv->queue[i].len);
+      free(srv->queue[i].buf);
+    }
+    srv->nqueue = 0;
+    for (size_t i = 0; i < srv->nwatchers; i++) srv->watchers[i].pending = false;
+    notify_watchers(srv);
+    return HSP_REG_OK;
+  }
+  /* Nothing of the batch happened: no answer it prepared may leave, watches it opened are
+   * forgotten, and every request is told so. */
+  drop_queue(srv);
+  uint64_t head;
+  hsp_store_head(srv->cfg.store, &head, NULL);
+  size_t k = 0;
+  for (size_t i = 0; i < srv->nwatchers; i++) {
+    if (srv->watchers[i].pending) continue;
+    if (srv->watchers[i].seq > head) srv->watchers[i].seq = head;
+    srv->watchers[k++] = srv->watchers[i];
+  }
+  srv->nwatchers = k;
+  for (size_t i = 0; i < n; i++) send_error(srv, in[i].conn, header_id(in[i].msg, in[i].len), err);
   return err;
 }

@@ -37,6 +37,17 @@ void hsp_reg_server_free(hsp_reg_server_t *srv);
  * with, 0 on success. */
 int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *msg, size_t len,
                           uint64_t now_ms);
+/* Several messages received together (say, everything read in one loop iteration),
+ * handled with one commit: each answered exactly as by hsp_reg_server_handle, but all
+ * answers are held back until that commit, so an OK still means durable while one fsync
+ * serves the whole group. If the commit fails every message is answered EDB. */
+typedef struct hsp_reg_input {
+  uint64_t conn;
+  const uint8_t *msg;
+  size_t len;
+} hsp_reg_input_t;
+int hsp_reg_server_handle_many(hsp_reg_server_t *srv, const hsp_reg_input_t *in, size_t n,
+                               uint64_t now_ms);
 /* Expires lapsed leases and pushes the changes to watchers. */
 int hsp_reg_server_tick(hsp_reg_server_t *srv, uint64_t now_ms);
 /* When tick() should next run (UINT64_MAX: no lease pending). */

@@ -28,6 +28,7 @@ enum stmt_id {
   S_INST_EXPIRED, S_INST_NEXT_EXPIRY,
   S_CLOCK_GET, S_CLOCK_DELETE, S_CLOCK_INSERT,
   S_META_GET, S_META_INSERT, S_META_DELETE, S_LOG_CLEAR, S_INST_CLEAR,
+  S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
   S_COUNT
 };
 
@@ -56,6 +57,9 @@ static const char *const SQL[S_COUNT] = {
     [S_META_DELETE] = "DELETE FROM meta WHERE k = ?",
     [S_LOG_CLEAR] = "DELETE FROM log",
     [S_INST_CLEAR] = "DELETE FROM instances",
+    [S_SAVEPOINT] = "SAVEPOINT change",
+    [S_RELEASE] = "RELEASE change",
+    [S_ROLLBACK_TO] = "ROLLBACK TO change",
 };
 
 struct hsp_store {
@@ -69,6 +73,10 @@ struct hsp_store {
   /* Where the log starts: 0/zeros, or the position of an installed snapshot. */
   uint64_t base_seq;
   uint8_t base_hash[HSP_REG_HASH_BYTES];
+  /* Group commit: inside a batch each change is a savepoint of one outer transaction. */
+  bool batch;
+  uint64_t batch_seq;
+  uint8_t batch_hash[HSP_REG_HASH_BYTES];
 };
 
 /* Resets a statement for reuse and returns it. */
@@ -347,12 +355,42 @@ static int append(hsp_store_t *st, hsp_reg_entry_t *e, uint64_t now_ms, uint8_t 
 }
 
 /* Commits, or rolls back and restores the head that was current at BEGIN. */
+static int begin(hsp_store_t *st) { return tx(st, st->batch ? S_SAVEPOINT : S_BEGIN); }
+
 static int finish(hsp_store_t *st, int err, uint64_t seq0, const uint8_t hash0[32]) {
-  if (!err) err = tx(st, S_COMMIT);
+  if (st->batch) {
+    /* a failed change leaves the batch's other changes intact */
+    if (err) tx(st, S_ROLLBACK_TO);
+    int e2 = tx(st, S_RELEASE);
+    if (!err) err = e2;
+  } else {
+    if (!err) err = tx(st, S_COMMIT);
+    if (err) tx(st, S_ROLLBACK);
+  }
   if (err) {
-    tx(st, S_ROLLBACK);
     st->head_seq = seq0;
     memcpy(st->head_hash, hash0, HSP_REG_HASH_BYTES);
+  }
+  return err;
+}
+
+int hsp_store_batch_begin(hsp_store_t *st) {
+  if (!st->leader || st->batch) return HSP_REG_EDENIED;
+  if (tx(st, S_BEGIN)) return HSP_REG_EDB;
+  st->batch = true;
+  st->batch_seq = st->head_seq;
+  memcpy(st->batch_hash, st->head_hash, HSP_REG_HASH_BYTES);
+  return HSP_REG_OK;
+}
+
+int hsp_store_batch_commit(hsp_store_t *st) {
+  if (!st->batch) return HSP_REG_EINVAL;
+  st->batch = false;
+  int err = tx(st, S_COMMIT);
+  if (err) {
+    tx(st, S_ROLLBACK);
+    st->head_seq = st->batch_seq;
+    memcpy(st->head_hash, st->batch_hash, HSP_REG_HASH_BYTES);
   }
   return err;
 }
@@ -379,7 +417,7 @@ static int change(hsp_store_t *st, hsp_reg_entry_t *e, const hsp_store_stamp_t *
   uint64_t seq0 = st->head_seq;
   uint8_t hash0[HSP_REG_HASH_BYTES], hash[HSP_REG_HASH_BYTES];
   memcpy(hash0, st->head_hash, sizeof hash0);
-  if (tx(st, S_BEGIN)) return HSP_REG_EDB;
+  if (begin(st)) return HSP_REG_EDB;
   int err = check_stamp(st, stamp);
   if (!err && must_exist) {
     hsp_reg_instance_t cur;
@@ -470,7 +508,7 @@ int hsp_store_expire(hsp_store_t *st, uint64_t now_ms,
   uint64_t seq0 = st->head_seq;
   uint8_t hash0[HSP_REG_HASH_BYTES], hash[HSP_REG_HASH_BYTES];
   memcpy(hash0, st->head_hash, sizeof hash0);
-  int err = tx(st, S_BEGIN) ? HSP_REG_EDB : HSP_REG_OK;
+  int err = begin(st) ? HSP_REG_EDB : HSP_REG_OK;
   if (!err) {
     for (size_t i = 0; i < n && !err; i++) {
       es[i].type = HSP_REG_EXPIRE;

@@ -36,7 +36,15 @@ int hsp_store_open_follower(hsp_store_t **out, const char *path,
                             const uint8_t pub[HSP_REG_KEY_BYTES]);
 void hsp_store_close(hsp_store_t *st);
 
-/* Changes. `entry` (optional) receives the logged entry. */
+/* Group commit. Between batch_begin and batch_commit every change below is applied
+ * (each on its own savepoint: a refused change does not disturb the others) but nothing
+ * is durable, and nothing may be acknowledged, until batch_commit returns 0; if it fails
+ * the whole batch is rolled back. One fsync for many registrations. */
+int hsp_store_batch_begin(hsp_store_t *st);
+int hsp_store_batch_commit(hsp_store_t *st);
+
+/* Changes. `entry` (optional) receives the logged entry. Outside a batch each change is
+ * durable when the function returns 0. */
 int hsp_store_register(hsp_store_t *st, const hsp_reg_instance_t *inst,
                        const hsp_store_stamp_t *stamp, uint64_t now_ms, hsp_reg_entry_t *entry);
 int hsp_store_renew(hsp_store_t *st, const uint8_t key[HSP_REG_KEY_BYTES], uint32_t ttl_ms,

@@ -472,6 +472,80 @@ static void test_snapshot(void) {
   hsp_store_close(st);
 }
 
+/* Group commit: one batch of mixed requests; every answer as if handled one by one, in
+ * order, after the commit. */
+static void test_batch(void) {
+  hsp_store_t *st;
+  CHECK_EQ_INT(hsp_store_open(&st, ":memory:", reg_sk), 0);
+  hsp_reg_server_config_t cfg = {.store = st, .secret = reg_sk, .send = capture};
+  hsp_reg_server_t *srv = hsp_reg_server_new(&cfg);
+  static uint8_t bufs[10][1024];
+  hsp_reg_input_t in[10];
+  uint64_t ids[10];
+  svc_t s[6];
+  size_t k = 0;
+  hsp_reg_msg_t w;
+  memset(&w, 0, sizeof w);
+  w.id = next_id++;
+  w.type = HSP_REG_MSG_WATCH;
+  ids[k] = w.id;
+  in[k] = (hsp_reg_input_t){2, bufs[k], encode(&w, bufs[k], sizeof bufs[k])};
+  k++;
+  for (int i = 0; i < 6; i++) {
+    s[i] = new_svc();
+    hsp_reg_msg_t m = reg_msg(&s[i], "batch", "1.0.0", now);
+    if (i == 4) hsp_reg_msg_sign(&m, s[0].sk); /* forged */
+    ids[k] = m.id;
+    in[k] = (hsp_reg_input_t){1, bufs[k], encode(&m, bufs[k], sizeof bufs[k])};
+    k++;
+  }
+  in[k] = in[1]; /* replay of the first registration inside the same batch */
+  ids[k++] = ids[1];
+  hsp_reg_msg_t q;
+  memset(&q, 0, sizeof q);
+  q.id = next_id++;
+  q.type = HSP_REG_MSG_QUERY;
+  snprintf(q.name, sizeof q.name, "batch");
+  snprintf(q.range, sizeof q.range, "*");
+  ids[k] = q.id;
+  in[k] = (hsp_reg_input_t){1, bufs[k], encode(&q, bufs[k], sizeof bufs[k])};
+  k++;
+  clear_outbox();
+  CHECK_EQ_INT(hsp_reg_server_handle_many(srv, in, k, now), 0);
+  /* conn 1 answers in request order */
+  size_t j = 1;
+  int oks = 0, errs = 0;
+  for (size_t i = 0; i < nout; i++) {
+    if (outbox[i].conn != 1) continue;
+    hsp_reg_msg_t m;
+    CHECK_EQ_INT(hsp_reg_msg_decode(&m, outbox[i].buf, outbox[i].len), 0);
+    CHECK_EQ_INT(m.id, ids[j]);
+    j++;
+    if (m.type == HSP_REG_MSG_OK) oks++;
+    if (m.type == HSP_REG_MSG_ERROR) errs++;
+    if (m.type == HSP_REG_MSG_INSTANCES) CHECK_EQ_INT(m.ninstances, 5);
+    hsp_reg_msg_free(&m);
+  }
+  CHECK_EQ_INT(j, k);
+  CHECK_EQ_INT(oks, 5);
+  CHECK_EQ_INT(errs, 2); /* forged, replayed */
+  /* the watcher opened in the batch sees all five registrations */
+  hsp_reg_replica_t *rep;
+  CHECK_EQ_INT(hsp_reg_replica_open(&rep, ":memory:", reg_pk), 0);
+  CHECK_EQ_INT(deliver(rep, 2), 5);
+  /* and later changes */
+  now += 1;
+  hsp_reg_msg_t m = reg_msg(&s[4], "batch", "2.0.0", now);
+  clear_outbox();
+  CHECK_EQ_INT(send_to(srv, 1, &m), 0);
+  CHECK_EQ_INT(deliver(rep, 2), 1);
+  CHECK_EQ_INT(hsp_store_verify(st), 0);
+  hsp_reg_replica_close(rep);
+  clear_outbox();
+  hsp_reg_server_free(srv);
+  hsp_store_close(st);
+}
+
 int main(void) {
   CHECK(sodium_init() >= 0);
   crypto_sign_keypair(reg_pk, reg_sk);
@@ -479,5 +553,6 @@ int main(void) {
   test_server();
   test_replica_persist();
   test_snapshot();
+  test_batch();
   return check_summary("test_registry_server");
 }

@@ -242,7 +242,8 @@ static void test_reopen_and_tamper(void) {
  * the parent kills it with SIGKILL mid-stream. Everything reported must be there. */
 static void test_crash(void) {
   const char *path = tmp_path("crash");
-  for (int round = 0; round < 3; round++) {
+  /* rounds 0-2 commit each registration, rounds 3-4 group-commit ten at a time */
+  for (int round = 0; round < 5; round++) {
     int fd[2];
     CHECK_EQ_INT(pipe(fd), 0);
     pid_t pid = fork();
@@ -250,10 +251,18 @@ static void test_crash(void) {
       close(fd[0]);
       hsp_store_t *st;
       if (hsp_store_open(&st, path, reg_sk)) _exit(2);
-      for (int i = round * 100000;; i++) {
-        hsp_reg_instance_t in = inst(i, "crash", "1.0.0");
-        if (hsp_store_register(st, &in, NULL, 1000 + (uint64_t)i, NULL)) _exit(3);
-        if (write(fd[1], &i, sizeof i) != sizeof i) _exit(4);
+      int group = round >= 3 ? 10 : 1;
+      for (int i = round * 100000;; i += group) {
+        if (group > 1 && hsp_store_batch_begin(st)) _exit(5);
+        for (int k = 0; k < group; k++) {
+          hsp_reg_instance_t in = inst(i + k, "crash", "1.0.0");
+          if (hsp_store_register(st, &in, NULL, 1000 + (uint64_t)i, NULL)) _exit(3);
+        }
+        if (group > 1 && hsp_store_batch_commit(st)) _exit(6);
+        for (int k = 0; k < group; k++) {
+          int v = i + k;
+          if (write(fd[1], &v, sizeof v) != sizeof v) _exit(4);
+        }
       }
     }
     close(fd[1]);
