@@ -34,6 +34,10 @@ bool hsp_reg_name_valid(const char *name, size_t len) {
               c == '-' || c == '_' || c == '.' || c == '/' || (c == '@' && i == 0);
     if (!ok) return false;
   }
+  if (name[0] == '@') { /* npm-style scope: "@scope/name" */
+    const char *slash = memchr(name, '/', len);
+    if (!slash || slash == name + 1 || slash == name + len - 1) return false;
+  }
   return true;
 }
 
@@ -47,6 +51,22 @@ bool hsp_reg_version_valid(const char *version, size_t len) {
 
 bool hsp_reg_tags_valid(const char *tags, size_t len) {
   return len <= HSP_REG_TAGS_MAX && memchr(tags, '\0', len) == NULL;
+}
+
+int hsp_reg_role_split(const char *role, char name[HSP_REG_NAME_MAX + 1],
+                       char spec[HSP_SEMVER_RANGE_MAX_LEN + 1]) {
+  size_t len = strlen(role);
+  const char *at = len > 1 ? memchr(role + 1, '@', len - 1) : NULL;
+  /* the last '@' after the first character: names hold at most one, leading */
+  for (const char *p = at; p; p = memchr(p + 1, '@', len - (size_t)(p + 1 - role))) at = p;
+  size_t nl = at ? (size_t)(at - role) : len;
+  size_t sl = at ? len - nl - 1 : 0;
+  if (!hsp_reg_name_valid(role, nl) || sl > HSP_SEMVER_RANGE_MAX_LEN) return HSP_REG_EINVAL;
+  memcpy(name, role, nl);
+  name[nl] = '\0';
+  if (sl) memcpy(spec, at + 1, sl);
+  spec[sl] = '\0';
+  return HSP_REG_OK;
 }
 
 static void put_body(hsp_cenc_t *s, const hsp_reg_entry_t *e, bool pre) {

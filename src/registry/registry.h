@@ -86,6 +86,12 @@ bool hsp_reg_name_valid(const char *name, size_t len);
 bool hsp_reg_version_valid(const char *version, size_t len);
 bool hsp_reg_tags_valid(const char *tags, size_t len);
 
+/* Splits a role "name@spec" (`couchdb@3.2.2`, `couchdb@3.x`, `@scope/db@^1`) at the last
+ * '@' that does not start the name. Without a spec, spec is "" (the caller decides: a
+ * service needs an exact version, a proxy takes "" as any). Checks the name only. */
+int hsp_reg_role_split(const char *role, char name[HSP_REG_NAME_MAX + 1],
+                       char spec[HSP_SEMVER_RANGE_MAX_LEN + 1]);
+
 /* Encodes the canonical body; returns its length or a negative error. */
 int hsp_reg_entry_encode(const hsp_reg_entry_t *e, uint8_t *out, size_t cap);
 /* Decodes and validates a body; rejects trailing bytes. */

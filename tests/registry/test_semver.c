@@ -1,6 +1,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "registry.h"
 #include "semver.h"
 
 static int cmp(const char *a, const char *b) {
@@ -67,5 +68,22 @@ int main(void) {
   big[sizeof big - 1] = '\0';
   hsp_semver_range_t r;
   CHECK_EQ_INT(hsp_semver_range_parse(&r, big, strlen(big)), HSP_SEMVER_ETOOLONG);
+  /* role strings */
+  char name[HSP_REG_NAME_MAX + 1], spec[HSP_SEMVER_RANGE_MAX_LEN + 1];
+  CHECK_EQ_INT(hsp_reg_role_split("couchdb@3.2.2", name, spec), 0);
+  CHECK_EQ_STR(name, "couchdb");
+  CHECK_EQ_STR(spec, "3.2.2");
+  CHECK_EQ_INT(hsp_reg_role_split("@scope/db@^1 || 2", name, spec), 0);
+  CHECK_EQ_STR(name, "@scope/db");
+  CHECK_EQ_STR(spec, "^1 || 2");
+  CHECK_EQ_INT(hsp_reg_role_split("@scope/db", name, spec), 0);
+  CHECK_EQ_STR(name, "@scope/db");
+  CHECK_EQ_STR(spec, "");
+  CHECK_EQ_INT(hsp_reg_role_split("web", name, spec), 0);
+  CHECK_EQ_STR(spec, "");
+  CHECK_EQ_INT(hsp_reg_role_split("@", name, spec), HSP_REG_EINVAL);
+  CHECK_EQ_INT(hsp_reg_role_split("", name, spec), HSP_REG_EINVAL);
+  CHECK_EQ_INT(hsp_reg_role_split("bad name@1", name, spec), HSP_REG_EINVAL);
+  CHECK_EQ_INT(hsp_reg_role_split("a@b@1.0.0", name, spec), HSP_REG_EINVAL);
   return check_summary("test_registry_semver");
 }
