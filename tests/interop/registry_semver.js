@@ -71,6 +71,15 @@ for (let i = 0; i < N; i++) {
   cases.push({ kind: 'S', v, r, want: semver.satisfies(v, r) ? '1' : '0' })
   lines.push(`S\t${esc(v)}\t${esc(r)}`)
 }
+// Garbage ranges from the characters the grammar uses: parse/reject decisions must agree.
+const alphabet = '0123456789.xX*^~<>= -|+v'
+for (let i = 0; i < 6000; i++) {
+  let r = ''
+  for (let k = 1 + int(14); k > 0; k--) r += alphabet[int(alphabet.length)]
+  const v = version()
+  cases.push({ kind: 'S', v, r, want: semver.satisfies(v, r) ? '1' : '0' })
+  lines.push(`S\t${esc(v)}\t${esc(r)}`)
+}
 for (let i = 0; i < 3000; i++) {
   const r = range(); const vs = []
   const n = 1 + int(12)
@@ -100,5 +109,5 @@ for (let i = 0; i < cases.length; i++) {
     fail++
   }
 }
-console.log(`registry_semver: ${cases.length} cases (${N} satisfies, ${sat} true), ${fail} mismatches`)
+console.log(`registry_semver: ${cases.length} cases (${N} generated + 6000 garbage satisfies, ${sat} true), ${fail} mismatches`)
 process.exit(fail ? 1 : 0)
