@@ -8,7 +8,29 @@ struct hsp_reg_replica {
   hsp_reg_index_t *index;
   hsp_reg_entry_t *scratch; /* decoded entries of the batch being applied */
   size_t scratch_cap;
+  hsp_reg_replica_listener_fn listener;
+  void *listener_ud;
 };
+
+void hsp_reg_replica_set_listener(hsp_reg_replica_t *r, hsp_reg_replica_listener_fn fn, void *ud) {
+  r->listener = fn;
+  r->listener_ud = ud;
+}
+
+static int no_more(void *ud, hsp_reg_instance_t *out) {
+  (void)ud, (void)out;
+  return 0;
+}
+
+static int load_index(hsp_reg_replica_t *r);
+
+int hsp_reg_replica_reset(hsp_reg_replica_t *r) {
+  static const uint8_t zero[HSP_REG_HASH_BYTES];
+  int err = hsp_store_install_snapshot(r->store, 0, zero, no_more, NULL);
+  if (!err) err = load_index(r);
+  if (!err && r->listener) r->listener(r->listener_ud, NULL);
+  return err;
+}
 
 static int load_index(hsp_reg_replica_t *r);
 
@@ -90,6 +112,7 @@ static int install_snapshot(hsp_reg_replica_t *r, const hsp_reg_msg_t *m) {
   hsp_reg_snapshot_iter_init(&it, m);
   int err = hsp_store_install_snapshot(r->store, m->seq, m->hash, snap_next, &it);
   if (!err) err = load_index(r);
+  if (!err && r->listener) r->listener(r->listener_ud, NULL);
   return err ? err : (int)m->nsnapshot;
 }
 
@@ -109,6 +132,7 @@ int hsp_reg_replica_apply(hsp_reg_replica_t *r, const hsp_store_record_t *recs, 
   for (size_t i = 0; i < n; i++) {
     err = hsp_reg_index_apply(r->index, &r->scratch[i]);
     if (err) return err;
+    if (r->listener) r->listener(r->listener_ud, &r->scratch[i]);
   }
   return (int)n;
 }

@@ -44,6 +44,17 @@ int hsp_reg_replica_apply(hsp_reg_replica_t *r, const hsp_store_record_t *recs, 
  * other types are ignored (return 0). Returns the number of entries applied or an error. */
 int hsp_reg_replica_receive(hsp_reg_replica_t *r, const uint8_t *msg, size_t len);
 
+/* Called after each applied entry (with the entry) and after a snapshot install (with
+ * NULL: everything may have changed), so a proxy drops a removed instance at once. */
+typedef void (*hsp_reg_replica_listener_fn)(void *ud, const hsp_reg_entry_t *e);
+void hsp_reg_replica_set_listener(hsp_reg_replica_t *r, hsp_reg_replica_listener_fn fn, void *ud);
+
+/* Forgets everything (back to sequence 0), e.g. after the registry answered ECHAIN because
+ * its log no longer extends ours (restored from an older backup): the replica then
+ * re-syncs or takes a snapshot. Anti-rollback is the caller's decision here, not the
+ * replica's: only call it on the registry's word, over the authenticated connection. */
+int hsp_reg_replica_reset(hsp_reg_replica_t *r);
+
 /* Lookups from memory, as hsp_reg_index_query. */
 long hsp_reg_replica_query(const hsp_reg_replica_t *r, const char *name, const char *range,
                            hsp_reg_instance_t *out, size_t cap);

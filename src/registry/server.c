@@ -273,6 +273,21 @@ static int reply_instances(hsp_reg_server_t *srv, uint64_t conn, uint64_t id,
   return HSP_REG_OK;
 }
 
+static int start_watch(hsp_reg_server_t *srv, uint64_t conn, const hsp_reg_msg_t *m) {
+  hsp_reg_server_disconnect(srv, conn); /* one watch per connection */
+  if (srv->nwatchers == srv->capwatchers) {
+    size_t cap = srv->capwatchers ? srv->capwatchers * 2 : 8;
+    void *p = realloc(srv->watchers, cap * sizeof *srv->watchers);
+    if (!p) return send_error(srv, conn, m->id, HSP_REG_ENOMEM);
+    srv->watchers = p;
+    srv->capwatchers = cap;
+  }
+  /* backlog first, then register: later changes arrive via notify_watchers */
+  uint64_t last = send_entries(srv, conn, m->id, m->seq, 0, true);
+  srv->watchers[srv->nwatchers++] = (watcher_t){conn, m->id, last, srv->batch};
+  return HSP_REG_OK;
+}
+
 int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *buf, size_t len,
                           uint64_t now_ms) {
   static hsp_reg_msg_t m;
@@ -298,26 +313,21 @@ int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *b
     err = hsp_store_list(srv->cfg.store, &list, &n);
     err = err ? send_error(srv, conn, m.id, err) : reply_instances(srv, conn, m.id, list, n, 0);
     break;
-  case HSP_REG_MSG_SYNC: {
+  case HSP_REG_MSG_SYNC:
+  case HSP_REG_MSG_WATCH: {
+    /* a client ahead of us holds a history we do not: tell it, do not leave a gap */
+    uint64_t head;
+    hsp_store_head(srv->cfg.store, &head, NULL);
+    if (m.seq > head) {
+      err = send_error(srv, conn, m.id, HSP_REG_ECHAIN);
+      break;
+    }
+    if (m.type == HSP_REG_MSG_WATCH) {
+      err = start_watch(srv, conn, &m);
+      break;
+    }
     uint64_t limit = m.limit && m.limit < HSP_REG_BATCH_MAX ? m.limit : HSP_REG_BATCH_MAX;
     send_entries(srv, conn, m.id, m.seq, limit, true);
-    break;
-  }
-  case HSP_REG_MSG_WATCH: {
-    hsp_reg_server_disconnect(srv, conn); /* one watch per connection */
-    if (srv->nwatchers == srv->capwatchers) {
-      size_t cap = srv->capwatchers ? srv->capwatchers * 2 : 8;
-      void *p = realloc(srv->watchers, cap * sizeof *srv->watchers);
-      if (!p) {
-        err = send_error(srv, conn, m.id, HSP_REG_ENOMEM);
-        break;
-      }
-      srv->watchers = p;
-      srv->capwatchers = cap;
-    }
-    /* backlog first, then register: later changes arrive via notify_watchers */
-    uint64_t last = send_entries(srv, conn, m.id, m.seq, 0, true);
-    srv->watchers[srv->nwatchers++] = (watcher_t){conn, m.id, last, srv->batch};
     break;
   }
   case HSP_REG_MSG_UNWATCH: hsp_reg_server_disconnect(srv, conn); break;

@@ -546,6 +546,67 @@ static void test_batch(void) {
   hsp_store_close(st);
 }
 
+static int heard, heard_null;
+static void listen(void *ud, const hsp_reg_entry_t *e) {
+  (void)ud;
+  if (e) heard++;
+  else heard_null++;
+}
+
+/* A replica ahead of a registry (the registry lost its log): ECHAIN, reset, resync. */
+static void test_diverged(void) {
+  hsp_store_t *st;
+  CHECK_EQ_INT(hsp_store_open(&st, ":memory:", reg_sk), 0);
+  hsp_reg_server_config_t cfg = {.store = st, .secret = reg_sk, .send = capture};
+  hsp_reg_server_t *srv = hsp_reg_server_new(&cfg);
+  hsp_reg_replica_t *rep;
+  CHECK_EQ_INT(hsp_reg_replica_open(&rep, ":memory:", reg_pk), 0);
+  hsp_reg_replica_set_listener(rep, listen, NULL);
+  for (int i = 0; i < 3; i++) {
+    svc_t s = new_svc();
+    hsp_reg_msg_t m = reg_msg(&s, "x", "1.0.0", now);
+    CHECK_EQ_INT(send_to(srv, 1, &m), 0);
+  }
+  uint8_t *w;
+  long n = hsp_reg_replica_watch_request(rep, 1, &w);
+  clear_outbox();
+  hsp_reg_server_handle(srv, 2, w, (size_t)n, now);
+  free(w);
+  CHECK_EQ_INT(deliver(rep, 2), 3);
+  CHECK_EQ_INT(heard, 3);
+  hsp_reg_server_free(srv);
+  hsp_store_close(st);
+
+  /* the registry comes back with an empty log */
+  CHECK_EQ_INT(hsp_store_open(&st, ":memory:", reg_sk), 0);
+  cfg.store = st;
+  srv = hsp_reg_server_new(&cfg);
+  svc_t s = new_svc();
+  hsp_reg_msg_t m = reg_msg(&s, "x", "2.0.0", now);
+  CHECK_EQ_INT(send_to(srv, 1, &m), 0);
+  n = hsp_reg_replica_watch_request(rep, 2, &w);
+  clear_outbox();
+  CHECK_EQ_INT(hsp_reg_server_handle(srv, 2, w, (size_t)n, now), HSP_REG_ECHAIN);
+  free(w);
+  CHECK_EQ_INT(hsp_reg_replica_receive(rep, outbox[0].buf, outbox[0].len), HSP_REG_ECHAIN);
+  CHECK_EQ_INT(hsp_reg_replica_reset(rep), 0);
+  CHECK_EQ_INT(heard_null, 1);
+  CHECK_EQ_INT(hsp_reg_replica_count(rep), 0);
+  CHECK_EQ_INT(hsp_reg_replica_seq(rep), 0);
+  n = hsp_reg_replica_watch_request(rep, 3, &w);
+  clear_outbox();
+  CHECK_EQ_INT(hsp_reg_server_handle(srv, 2, w, (size_t)n, now), 0);
+  free(w);
+  CHECK_EQ_INT(deliver(rep, 2), 1);
+  hsp_reg_instance_t got[4];
+  CHECK_EQ_INT(hsp_reg_replica_query(rep, "x", "*", got, 4), 1);
+  CHECK_EQ_STR(got[0].version, "2.0.0");
+  hsp_reg_replica_close(rep);
+  clear_outbox();
+  hsp_reg_server_free(srv);
+  hsp_store_close(st);
+}
+
 int main(void) {
   CHECK(sodium_init() >= 0);
   crypto_sign_keypair(reg_pk, reg_sk);
@@ -554,5 +615,6 @@ int main(void) {
   test_replica_persist();
   test_snapshot();
   test_batch();
+  test_diverged();
   return check_summary("test_registry_server");
 }
