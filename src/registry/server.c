@@ -78,7 +78,7 @@ static void send_msg(hsp_reg_server_t *srv, uint64_t conn, const hsp_reg_msg_t *
 }
 
 static int send_error(hsp_reg_server_t *srv, uint64_t conn, uint64_t id, int err) {
-  static hsp_reg_msg_t m; /* large; the server is single-threaded by design */
+  hsp_reg_msg_t m;
   memset(&m, 0, sizeof m);
   m.id = id;
   m.type = HSP_REG_MSG_ERROR;
@@ -259,7 +259,7 @@ static int handle_change(hsp_reg_server_t *srv, uint64_t conn, const hsp_reg_msg
 
 static int reply_instances(hsp_reg_server_t *srv, uint64_t conn, uint64_t id,
                            hsp_reg_instance_t *list, size_t n, uint64_t limit) {
-  static hsp_reg_msg_t m;
+  hsp_reg_msg_t m;
   memset(&m, 0, sizeof m);
   m.id = id;
   m.type = HSP_REG_MSG_INSTANCES;
@@ -271,6 +271,13 @@ static int reply_instances(hsp_reg_server_t *srv, uint64_t conn, uint64_t id,
   send_msg(srv, conn, &m);
   free(list);
   return HSP_REG_OK;
+}
+
+static uint64_t header_id(const uint8_t *msg, size_t len) {
+  hsp_cenc_t s = hsp_cenc_for_decode(msg, len);
+  hsp_cenc_decode_uint8(&s);
+  uint64_t id = hsp_cenc_decode_uint(&s);
+  return hsp_cenc_ok(&s) ? id : 0;
 }
 
 static int start_watch(hsp_reg_server_t *srv, uint64_t conn, const hsp_reg_msg_t *m) {
@@ -290,14 +297,10 @@ static int start_watch(hsp_reg_server_t *srv, uint64_t conn, const hsp_reg_msg_t
 
 int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *buf, size_t len,
                           uint64_t now_ms) {
-  static hsp_reg_msg_t m;
+  /* on the stack, not static: a send callback may feed another message back in */
+  hsp_reg_msg_t m;
   int err = hsp_reg_msg_decode(&m, buf, len);
-  if (err) {
-    /* answer with the id if the header at least was readable */
-    uint64_t id = 0;
-    if (len >= 2 && buf[0] == HSP_REG_PROTOCOL_VERSION && buf[1] < 0xfd) id = buf[1];
-    return send_error(srv, conn, id, err);
-  }
+  if (err) return send_error(srv, conn, header_id(buf, len), err); /* id if readable */
   expire_now(srv, now_ms);
   hsp_reg_instance_t *list;
   size_t n;
@@ -366,12 +369,6 @@ int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *b
   return err;
 }
 
-static uint64_t header_id(const uint8_t *msg, size_t len) {
-  hsp_cenc_t s = hsp_cenc_for_decode(msg, len);
-  hsp_cenc_decode_uint8(&s);
-  uint64_t id = hsp_cenc_decode_uint(&s);
-  return hsp_cenc_ok(&s) ? id : 0;
-}
 
 int hsp_reg_server_handle_many(hsp_reg_server_t *srv, const hsp_reg_input_t *in, size_t n,
                                uint64_t now_ms) {
