@@ -107,7 +107,7 @@ int hsp_reg_entry_encode(const hsp_reg_entry_t *e, uint8_t *out, size_t cap) {
   return hsp_cenc_ok(&s) ? (int)n : HSP_REG_EINVAL;
 }
 
-/* Copies a decoded string into a fixed field; false if too long or absent-but-required. */
+/* Copies a decoded string into a fixed field; false if it does not fit. */
 static bool take_str(char *dst, size_t cap, hsp_bytes_t b) {
   if (b.len >= cap) return false;
   if (b.len) memcpy(dst, b.data, b.len);

@@ -258,8 +258,8 @@ static void put_inc(sb_t *b, slice_t t) {
   sb_puts(b, num);
 }
 
-/* The `sb_fmt` mini-language: M m p r = the captured parts, + followed by one of them = that
- * part plus one; anything else is copied. Keeps the expansions below readable. */
+/* expand()'s format: M m p r stand for the captured parts, and + before one of them for
+ * that part plus one; anything else is copied. Keeps the expansions below readable. */
 static void expand(sb_t *b, const char *fmt, const xplain_t *x) {
   for (const char *f = fmt; *f; f++) {
     bool inc = false;
