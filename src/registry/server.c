@@ -121,13 +121,40 @@ static int batch_cb(void *ud, const hsp_store_record_t *r) {
   return 0;
 }
 
-static uint64_t send_entries(hsp_reg_server_t *srv, uint64_t conn, uint64_t id, uint64_t after,
+typedef struct target {
+  uint64_t conn, id;
+} target_t;
+
+/* Sends one encoded message (built with id 0) to a target under its own id: the bytes
+ * after the header are the same for everyone, so a push to many watchers is encoded once. */
+static void emit_as(hsp_reg_server_t *srv, const target_t *t, const uint8_t *msg0, size_t len0) {
+  hsp_cenc_t sz = hsp_cenc_for_size();
+  hsp_cenc_preencode_uint(&sz, t->id);
+  size_t len = 1 + sz.end + (len0 - 2);
+  uint8_t *buf = malloc(len);
+  if (!buf) return;
+  buf[0] = msg0[0];
+  hsp_cenc_t enc = hsp_cenc_for_encode(buf + 1, sz.end);
+  hsp_cenc_encode_uint(&enc, t->id);
+  memcpy(buf + 1 + sz.end, msg0 + 2, len0 - 2);
+  emit(srv, t->conn, buf, len);
+}
+
+static void error_to(hsp_reg_server_t *srv, const target_t *t, size_t nt, int err) {
+  for (size_t i = 0; i < nt; i++) send_error(srv, t[i].conn, t[i].id, err);
+}
+
+/* Sends entries after `after` as ENTRIES messages of at most HSP_REG_BATCH_MAX, up to
+ * `limit` entries (0 = all there are), to every target. `always`: answer even when there
+ * is nothing new (a SYNC or the start of a WATCH tells the client the head). Returns the
+ * last seq sent. */
+static uint64_t send_entries(hsp_reg_server_t *srv, const target_t *t, size_t nt, uint64_t after,
                              uint64_t limit, bool always) {
   uint64_t head;
   hsp_store_head(srv->cfg.store, &head, NULL);
   batch_t *b = calloc(1, sizeof *b);
   if (!b) {
-    send_error(srv, conn, id, HSP_REG_ENOMEM);
+    error_to(srv, t, nt, HSP_REG_ENOMEM);
     return after;
   }
   uint64_t sent = 0;
@@ -137,7 +164,7 @@ static uint64_t send_entries(hsp_reg_server_t *srv, uint64_t conn, uint64_t id, 
     b->n = b->used = 0;
     int err = hsp_store_entries_after(srv->cfg.store, after, want, batch_cb, b);
     if (err || b->oom) {
-      send_error(srv, conn, id, err ? err : HSP_REG_ENOMEM);
+      error_to(srv, t, nt, err ? err : HSP_REG_ENOMEM);
       break;
     }
     for (size_t i = 0; i < b->n; i++) {
@@ -149,13 +176,21 @@ static uint64_t send_entries(hsp_reg_server_t *srv, uint64_t conn, uint64_t id, 
     sent += b->n;
     hsp_reg_msg_t m;
     memset(&m, 0, sizeof m);
-    m.id = id;
     m.type = HSP_REG_MSG_ENTRIES;
     m.seq = head;
     m.more = after < head;
     m.records = b->recs;
     m.nrecords = b->n;
-    if (b->n || always) send_msg(srv, conn, &m);
+    if (b->n || always) {
+      uint8_t *msg0;
+      long len0 = hsp_reg_msg_encode_alloc(&m, &msg0);
+      if (len0 < 3) {
+        error_to(srv, t, nt, HSP_REG_ENOMEM);
+        break;
+      }
+      for (size_t i = 0; i < nt; i++) emit_as(srv, &t[i], msg0, (size_t)len0);
+      free(msg0);
+    }
     always = false;
     if (!b->n || (limit && sent >= limit) || after >= head) break;
   }
@@ -168,10 +203,20 @@ static void notify_watchers(hsp_reg_server_t *srv) {
   if (srv->batch) return; /* after the commit */
   uint64_t head;
   hsp_store_head(srv->cfg.store, &head, NULL);
+  target_t *t = NULL;
   for (size_t i = 0; i < srv->nwatchers; i++) {
-    watcher_t *w = &srv->watchers[i];
-    if (w->seq < head) w->seq = send_entries(srv, w->conn, w->id, w->seq, 0, false);
+    uint64_t from = srv->watchers[i].seq;
+    if (from >= head) continue;
+    /* everyone at the same position gets the same bytes (usually: all of them) */
+    if (!t && !(t = malloc(srv->nwatchers * sizeof *t))) return;
+    size_t nt = 0;
+    for (size_t j = i; j < srv->nwatchers; j++)
+      if (srv->watchers[j].seq == from) t[nt++] = (target_t){srv->watchers[j].conn, srv->watchers[j].id};
+    uint64_t last = send_entries(srv, t, nt, from, 0, false);
+    for (size_t j = i; j < srv->nwatchers; j++)
+      if (srv->watchers[j].seq == from) srv->watchers[j].seq = last;
   }
+  free(t);
 }
 
 static void expire_now(hsp_reg_server_t *srv, uint64_t now_ms) {
@@ -290,7 +335,8 @@ static int start_watch(hsp_reg_server_t *srv, uint64_t conn, const hsp_reg_msg_t
     srv->capwatchers = cap;
   }
   /* backlog first, then register: later changes arrive via notify_watchers */
-  uint64_t last = send_entries(srv, conn, m->id, m->seq, 0, true);
+  target_t t = {conn, m->id};
+  uint64_t last = send_entries(srv, &t, 1, m->seq, 0, true);
   srv->watchers[srv->nwatchers++] = (watcher_t){conn, m->id, last, srv->batch};
   return HSP_REG_OK;
 }
@@ -330,7 +376,8 @@ int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *b
       break;
     }
     uint64_t limit = m.limit && m.limit < HSP_REG_BATCH_MAX ? m.limit : HSP_REG_BATCH_MAX;
-    send_entries(srv, conn, m.id, m.seq, limit, true);
+    target_t t = {conn, m.id};
+    send_entries(srv, &t, 1, m.seq, limit, true);
     break;
   }
   case HSP_REG_MSG_UNWATCH: hsp_reg_server_disconnect(srv, conn); break;

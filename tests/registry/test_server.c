@@ -607,6 +607,54 @@ static void test_diverged(void) {
   hsp_store_close(st);
 }
 
+/* Many watchers each get a push under their own id (encoded once, re-headed each). */
+static void test_fanout(void) {
+  hsp_store_t *st;
+  CHECK_EQ_INT(hsp_store_open(&st, ":memory:", reg_sk), 0);
+  hsp_reg_server_config_t cfg = {.store = st, .secret = reg_sk, .send = capture};
+  hsp_reg_server_t *srv = hsp_reg_server_new(&cfg);
+  hsp_reg_replica_t *rep[5];
+  for (int i = 0; i < 5; i++) {
+    svc_t s = new_svc();
+    hsp_reg_msg_t m = reg_msg(&s, "f", "1.0.0", now);
+    CHECK_EQ_INT(send_to(srv, 1, &m), 0);
+  }
+  for (int i = 0; i < 5; i++) {
+    CHECK_EQ_INT(hsp_reg_replica_open(&rep[i], ":memory:", reg_pk), 0);
+    uint8_t *w;
+    long n = hsp_reg_replica_watch_request(rep[i], 1000 + (uint64_t)i, &w);
+    clear_outbox();
+    hsp_reg_server_handle(srv, 10 + (uint64_t)i, w, (size_t)n, now);
+    free(w);
+    CHECK_EQ_INT(deliver(rep[i], 10 + (uint64_t)i), 5);
+  }
+  /* watcher 4 goes away */
+  hsp_reg_server_disconnect(srv, 14);
+  svc_t s = new_svc();
+  hsp_reg_msg_t m = reg_msg(&s, "f", "2.0.0", now);
+  clear_outbox();
+  CHECK_EQ_INT(send_to(srv, 1, &m), 0);
+  for (int i = 0; i < 5; i++) {
+    int pushes = 0;
+    for (size_t k = 0; k < nout; k++) {
+      if (outbox[k].conn != 10 + (uint64_t)i) continue;
+      hsp_reg_msg_t r;
+      CHECK_EQ_INT(hsp_reg_msg_decode(&r, outbox[k].buf, outbox[k].len), 0);
+      CHECK_EQ_INT(r.id, 1000 + i);
+      CHECK_EQ_INT(r.type, HSP_REG_MSG_ENTRIES);
+      hsp_reg_msg_free(&r);
+      pushes++;
+    }
+    CHECK_EQ_INT(pushes, i == 4 ? 0 : 1);
+    CHECK_EQ_INT(deliver(rep[i], 10 + (uint64_t)i), i == 4 ? 0 : 1);
+    CHECK_EQ_INT(hsp_reg_replica_count(rep[i]), i == 4 ? 5 : 6);
+    hsp_reg_replica_close(rep[i]);
+  }
+  clear_outbox();
+  hsp_reg_server_free(srv);
+  hsp_store_close(st);
+}
+
 int main(void) {
   CHECK(sodium_init() >= 0);
   crypto_sign_keypair(reg_pk, reg_sk);
@@ -616,5 +664,6 @@ int main(void) {
   test_snapshot();
   test_batch();
   test_diverged();
+  test_fanout();
   return check_summary("test_registry_server");
 }
