@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client.h"
 #include "replica.h"
 #include "server.h"
 
@@ -17,6 +18,7 @@ static hsp_store_t *store;
 static uint8_t sk[64];
 static hsp_reg_server_t *server;
 static hsp_reg_replica_t *replica;
+static hsp_reg_client_t client;
 
 static void setup(void) {
   uint8_t pk[32], seed[32] = {1};
@@ -25,6 +27,7 @@ static void setup(void) {
   hsp_reg_server_config_t cfg = {.store = store, .secret = sk, .send = drop};
   server = hsp_reg_server_new(&cfg);
   if (!server || hsp_reg_replica_open(&replica, ":memory:", pk)) abort();
+  if (hsp_reg_client_init(&client, pk, sk, "svc", "1.0.0", "", 15000)) abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -49,5 +52,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   hsp_reg_server_handle(server, 1, data, size, 1700000000000ull);
   hsp_reg_replica_receive(replica, data, size);
+  /* a client with a request in flight whose id the input may or may not carry */
+  uint8_t *req;
+  client.due_ms = 0;
+  long n = hsp_reg_client_tick(&client, 1700000000000ull, &req);
+  if (n > 0) free(req);
+  client.pending_id = 1;
+  hsp_reg_client_receive(&client, data, size, 1700000000000ull);
   return 0;
 }
