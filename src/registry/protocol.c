@@ -284,7 +284,7 @@ static int decode_body(hsp_reg_msg_t *m, hsp_cenc_t *s) {
   case HSP_REG_MSG_INSTANCES: {
     /* an instance is at least 32 + 4 + 5 + ... bytes; 40 bounds the count by the input */
     size_t n = hsp_cenc_decode_array_length(s, 40);
-    if (!hsp_cenc_ok(s)) return HSP_REG_EINVAL;
+    if (!hsp_cenc_ok(s) || n > HSP_REG_INSTANCES_MAX) return HSP_REG_EINVAL;
     if (n) {
       m->instances = calloc(n, sizeof *m->instances);
       if (!m->instances) return HSP_REG_ENOMEM;

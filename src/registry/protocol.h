@@ -20,6 +20,7 @@
 #define HSP_REG_SNAPSHOT_MAX (64u << 20) /* except a snapshot, which holds every instance */
 #define HSP_REG_MSG_ERROR_MAX 256
 #define HSP_REG_BATCH_MAX 4096          /* entries in one ENTRIES message */
+#define HSP_REG_INSTANCES_MAX 2048      /* instances in one INSTANCES message */
 
 enum hsp_reg_msg_type {
   /* requests */

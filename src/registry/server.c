@@ -310,9 +310,8 @@ static int reply_instances(hsp_reg_server_t *srv, uint64_t conn, uint64_t id,
   m.type = HSP_REG_MSG_INSTANCES;
   m.instances = list;
   m.ninstances = limit && limit < n ? (size_t)limit : n;
-  /* keep the answer under the message bound: at most ~1.5 KiB per instance */
-  size_t cap = HSP_REG_MSG_MAX / 1600;
-  if (m.ninstances > cap) m.ninstances = cap;
+  /* the first HSP_REG_INSTANCES_MAX (in query order); SNAPSHOT has them all */
+  if (m.ninstances > HSP_REG_INSTANCES_MAX) m.ninstances = HSP_REG_INSTANCES_MAX;
   send_msg(srv, conn, &m);
   free(list);
   return HSP_REG_OK;
