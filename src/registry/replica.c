@@ -172,3 +172,8 @@ bool hsp_reg_replica_get(const hsp_reg_replica_t *r, const uint8_t key[HSP_REG_K
                          hsp_reg_instance_t *out) {
   return hsp_reg_index_get(r->index, key, out);
 }
+
+void hsp_reg_replica_each(const hsp_reg_replica_t *r,
+                          void (*cb)(void *ud, const hsp_reg_instance_t *inst), void *ud) {
+  hsp_reg_index_each(r->index, cb, ud);
+}

@@ -58,6 +58,9 @@ int hsp_reg_replica_reset(hsp_reg_replica_t *r);
 /* Lookups from memory, as hsp_reg_index_query. */
 long hsp_reg_replica_query(const hsp_reg_replica_t *r, const char *name, const char *range,
                            hsp_reg_instance_t *out, size_t cap);
+/* Every instance held (unordered), e.g. for `ls` while the registry is unreachable. */
+void hsp_reg_replica_each(const hsp_reg_replica_t *r,
+                          void (*cb)(void *ud, const hsp_reg_instance_t *inst), void *ud);
 bool hsp_reg_replica_get(const hsp_reg_replica_t *r, const uint8_t key[HSP_REG_KEY_BYTES],
                          hsp_reg_instance_t *out);
 

@@ -376,6 +376,9 @@ static void test_replica_persist(void) {
   hsp_reg_instance_t got[16];
   CHECK_EQ_INT(hsp_reg_replica_query(rep, "api", "1", got, 16), 5);
   CHECK_EQ_INT(hsp_reg_replica_query(rep, "db", "*", got, 16), 10);
+  each_count = 0;
+  hsp_reg_replica_each(rep, count_each, NULL);
+  CHECK_EQ_INT(each_count, 20);
   CHECK_EQ_STR(got[0].version, "2.0.0");
   for (int i = 1; i < 10; i++)
     if (!strcmp(got[i].version, got[i - 1].version)) CHECK(got[i].reg_seq > got[i - 1].reg_seq);
@@ -544,6 +547,13 @@ static void test_batch(void) {
   clear_outbox();
   hsp_reg_server_free(srv);
   hsp_store_close(st);
+}
+
+static int each_count;
+static void count_each(void *ud, const hsp_reg_instance_t *in) {
+  (void)ud;
+  CHECK(in->name[0] != '\0');
+  each_count++;
 }
 
 static int heard, heard_null;
