@@ -42,6 +42,13 @@ static hsp_reg_msg_t *last_msg(void) {
   return &last;
 }
 
+static int each_count;
+static void count_each(void *ud, const hsp_reg_instance_t *in) {
+  (void)ud;
+  CHECK(in->name[0] != '\0');
+  each_count++;
+}
+
 static uint8_t reg_pk[32], reg_sk[64];
 static uint64_t now = 1700000000000ull;
 static uint64_t next_id = 1;
@@ -547,13 +554,6 @@ static void test_batch(void) {
   clear_outbox();
   hsp_reg_server_free(srv);
   hsp_store_close(st);
-}
-
-static int each_count;
-static void count_each(void *ud, const hsp_reg_instance_t *in) {
-  (void)ud;
-  CHECK(in->name[0] != '\0');
-  each_count++;
 }
 
 static int heard, heard_null;
