@@ -2,6 +2,8 @@
 
 #include "crypto.h"
 #include "hex.h"
+#include "registry.h"
+#include "semver.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -130,14 +132,29 @@ static bool printable_token(const char *s) {
   return true;
 }
 
-/* "name@version": the last '@' splits, so a scoped name like @team/db@1.0.0 still works. */
-static int parse_role(hsp_options_t *o, const char *text) {
-  const char *at = strrchr(text, '@');
-  if (!at || at == text || !at[1] || !printable_token(text)) return -1;
-  size_t name_len = (size_t)(at - text);
-  if (name_len >= HSP_OPT_TEXT || copy_text(o->role_version, at + 1)) return -1;
-  memcpy(o->role_name, text, name_len);
-  o->role_name[name_len] = '\0';
+/* A role is NAME@VERSION for a service (an exact semver version: that is what it runs) and
+ * NAME@RANGE for a proxy or gateway (any node-semver range). */
+static int parse_role(hsp_options_t *o, const char *text, const char *where, char *err,
+                      size_t err_len) {
+  char name[HSP_REG_NAME_MAX + 1], spec[HSP_SEMVER_RANGE_MAX_LEN + 1];
+  bool exact = o->command == HSP_CMD_SERVICE;
+  if (hsp_reg_role_split(text, name, spec) != 0 || !spec[0])
+    return fail(err, err_len, "%s must be %s, e.g. %s, got '%s'", where,
+                exact ? "NAME@VERSION" : "NAME@RANGE", exact ? "couchdb@3.2.2" : "couchdb@3.x",
+                text);
+  if (exact && !hsp_reg_version_valid(spec, strlen(spec)))
+    return fail(err, err_len,
+                "%s needs an exact version like couchdb@3.2.2, got '%s' (ranges are for proxy)",
+                where, text);
+  hsp_semver_range_t range;
+  if (!exact) {
+    if (hsp_semver_range_parse(&range, spec, strlen(spec)) != 0)
+      return fail(err, err_len, "%s has an invalid semver range '%s', e.g. 3.x, ^3.2, >=1.5.0",
+                  where, spec);
+    hsp_semver_range_free(&range);
+  }
+  snprintf(o->role_name, sizeof o->role_name, "%s", name);
+  snprintf(o->role_version, sizeof o->role_version, "%s", spec);
   return 0;
 }
 
@@ -201,11 +218,7 @@ static int apply(hsp_options_t *o, enum flag_id f, const char *value, const char
     if (!*value || !printable_token(value) || copy_text(o->host, value))
       return fail(err, err_len, "%s must be a host name or address, got '%s'", where, value);
     return 0;
-  case F_ROLE:
-    if (parse_role(o, value))
-      return fail(err, err_len, "%s must be NAME@VERSION, e.g. couchdb@3.2.2, got '%s'", where,
-                  value);
-    return 0;
+  case F_ROLE: return parse_role(o, value, where, err, err_len);
   case F_COUNT: break;
   }
   return fail(err, err_len, "internal error: unknown option");

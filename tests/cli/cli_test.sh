@@ -83,8 +83,11 @@ expect_error "--registryPublicKey must be 64 hex characters" -- proxy -p 1 -r a@
 expect_error "registryPublicKey must be 64 hex characters (0-9, a-f), got 64 characters with a non-hex" -- web -p 1 --registryPublicKey "$(echo $K | sed 's/^8/g/')"
 expect_error "--registrySeed must be 64 hex characters" -- seed --registrySeed 1234
 expect_error "-r must be NAME@VERSION, e.g. couchdb@3.2.2, got 'couchdb'" -- service -p 1 -r couchdb --registryPublicKey $K
-expect_error "-r must be NAME@VERSION" -- proxy -p 1 -r @3.x --registryPublicKey $K
-expect_error "--role must be NAME@VERSION" -- proxy -p 1 --role couchdb@ --registryPublicKey $K
+expect_error "-r must be NAME@RANGE, e.g. couchdb@3.x" -- proxy -p 1 -r @3.x --registryPublicKey $K
+expect_error "--role must be NAME@RANGE" -- proxy -p 1 --role couchdb@ --registryPublicKey $K
+expect_error "--role needs an exact version like couchdb@3.2.2, got 'couchdb@3.x'" -- service -p 1 --role couchdb@3.x --registryPublicKey $K
+expect_error "-r has an invalid semver range '>=>1'" -- proxy -p 1 -r 'db@>=>1' --registryPublicKey $K
+expect_error "web: unknown flag -r" -- web -p 1 -r 'db@1' --registryPublicKey $K
 expect_error "service needs --port" -- service -r a@1.0.0 --registryPublicKey $K
 expect_error "proxy needs --registryPublicKey" -- proxy -p 5985 -r a@1
 expect_error "registry needs registrySeed" -- registry
