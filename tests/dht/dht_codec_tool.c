@@ -1,0 +1,95 @@
+/*
+ * Helper for the C<->JS differential tests (tests/interop/dht_*.js). Reads lines
+ * "<codec> <hex>" on stdin; for each prints "OK <re-encoded hex> <fields>" or "ERR <code>".
+ * The JS side checks the re-encoding is byte-identical and the fields match its decoder.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hex.h"
+#include "hyper_messages.h"
+#include "messages.h"
+
+static uint8_t in[HSP_DHT_MAX_DATAGRAM + 16], out[HSP_DHT_MAX_DATAGRAM + 16];
+static char line[2 * sizeof(in) + 64];
+
+static void put_hex(const uint8_t *b, size_t n) {
+  for (size_t i = 0; i < n; i++) printf("%02x", b[i]);
+}
+static void put_opt32(const char *name, const uint8_t *b) {
+  printf(" %s=", name);
+  if (b) put_hex(b, 32);
+  else printf("-");
+}
+static void put_addr(const hsp_ipv4_addr_t *a) {
+  printf("%u.%u.%u.%u:%u", a->host[0], a->host[1], a->host[2], a->host[3], a->port);
+}
+static void put_value(bool has, hsp_bytes_t v) {
+  printf(" value=");
+  if (!has) printf("-");
+  else if (v.len == 0) printf("empty");
+  else put_hex(v.data, v.len);
+}
+
+static void rpc(size_t n) {
+  if (hsp_dht_message_type(in, n) == HSP_DHT_TYPE_REQUEST) {
+    hsp_dht_request_t m;
+    int err = hsp_dht_request_decode(&m, in, n);
+    if (err) { printf("ERR %d\n", err); return; }
+    long len = hsp_dht_request_encode(out, sizeof(out), &m);
+    if (len < 0) { printf("ERR %ld\n", len); return; }
+    printf("OK ");
+    put_hex(out, (size_t)len);
+    printf(" req tid=%u to=", m.tid);
+    put_addr(&m.to);
+    put_opt32("id", m.id);
+    put_opt32("token", m.token);
+    printf(" internal=%d cmd=%llu", m.internal, (unsigned long long)m.command);
+    put_opt32("target", m.target);
+    put_value(m.has_value, m.value);
+  } else {
+    hsp_dht_response_t m;
+    int err = hsp_dht_response_decode(&m, in, n);
+    if (err) { printf("ERR %d\n", err); return; }
+    long len = hsp_dht_response_encode(out, sizeof(out), &m);
+    if (len < 0) { printf("ERR %ld\n", len); return; }
+    printf("OK ");
+    put_hex(out, (size_t)len);
+    printf(" res tid=%u to=", m.tid);
+    put_addr(&m.to);
+    put_opt32("id", m.id);
+    put_opt32("token", m.token);
+    printf(" closer=");
+    if (!m.closer_count) printf("-");
+    for (size_t i = 0; i < m.closer_count; i++) {
+      hsp_ipv4_addr_t a = hsp_dht_addr_from_wire(m.closer + 6 * i);
+      if (i) printf(",");
+      put_addr(&a);
+    }
+    printf(" error=%llu", (unsigned long long)m.error);
+    put_value(m.has_value, m.value);
+  }
+  printf("\n");
+}
+
+int main(void) {
+  while (fgets(line, sizeof(line), stdin)) {
+    char *sp = strchr(line, ' ');
+    if (!sp) { printf("ERR usage\n"); continue; }
+    *sp = 0;
+    char *hex = sp + 1;
+    hex[strcspn(hex, "\r\n")] = 0;
+    size_t n = strlen(hex) / 2;
+    if (n > sizeof(in) || hsp_hex_decode(in, n, hex) != 0) { printf("ERR hex\n"); continue; }
+    if (strcmp(line, "rpc") == 0) {
+      rpc(n);
+    } else {
+      long len = hsp_dht_hyper_roundtrip(line, in, n, out, sizeof(out));
+      if (len < 0) printf("ERR %ld\n", len);
+      else { printf("OK "); put_hex(out, (size_t)len); printf("\n"); }
+    }
+    fflush(stdout);
+  }
+  return 0;
+}
