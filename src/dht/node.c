@@ -242,7 +242,8 @@ void hsp_dht__request_cancel(hsp_dht_node_t *n, hsp_dht_req_t *r, bool notify) {
   if (!detach(n, r)) return;
   cong_recv(&n->congestion);
   if (notify && r->done) r->done(n, r, NULL, HSP_DHT_EDESTROYED);
-  req_free(r);
+  if (r->busy) r->cancelled = true;
+  else req_free(r);
 }
 
 static hsp_dht_req_t *find_tid(hsp_dht_node_t *n, uint16_t tid) {
@@ -828,7 +829,15 @@ static void on_drain(hsp_dht_node_t *n) {
 /* A send timed out: retry, or fail the request after retries + 1 sends. */
 static void on_request_timeout(hsp_dht_node_t *n, hsp_dht_req_t *r) {
   r->armed = false;
-  if (r->cycle) r->cycle(n, r);
+  if (r->cycle) {
+    r->busy = true;
+    r->cycle(n, r);
+    r->busy = false;
+    if (r->cancelled) {
+      req_free(r);
+      return;
+    }
+  }
   if (r->sent > r->retries) {
     detach(n, r);
     cong_recv(&n->congestion);

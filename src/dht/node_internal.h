@@ -42,6 +42,7 @@ typedef struct hsp_dht_req {
   struct hsp_dht_query *query;
   hsp_dht_response_cb user_cb;
   bool cycled;
+  bool busy, cancelled; /* cancelled from inside its own cycle() hook: freed by the caller */
   uint64_t aux;                     /* e.g. last `seen` for checks */
   uint8_t aux_id[HSP_DHT_ID_SIZE];  /* e.g. the node under check */
   hsp_dht_table_node_t aux_node;    /* e.g. the newcomer waiting for a re-ping */
