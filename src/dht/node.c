@@ -900,8 +900,11 @@ static void advance_inner(hsp_dht_node_t *n, uint64_t now) {
         best = n->delayed[i].deadline, kind = 4, delayed_i = i;
     if (!kind) return;
     if (kind == 1) {
+      /* Drains catch up on missed intervals (token lifetime is wall-clock time), but at
+       * most 20 of them: two rotations already invalidate every token. Ticks do not catch
+       * up: a late tick is how a wake-up from sleep is detected. */
+      if (n->now - n->next_drain > 20 * HSP_DHT_DRAIN_MS) n->next_drain = n->now - 20 * HSP_DHT_DRAIN_MS;
       n->next_drain += HSP_DHT_DRAIN_MS;
-      if (n->next_drain <= n->now) n->next_drain = n->now + HSP_DHT_DRAIN_MS;
       on_drain(n);
     } else if (kind == 2) {
       n->next_tick += HSP_DHT_TICK_MS;
