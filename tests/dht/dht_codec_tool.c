@@ -10,6 +10,7 @@
 #include "hex.h"
 #include "hyper_messages.h"
 #include "messages.h"
+#include "nat.h"
 
 static uint8_t in[HSP_DHT_MAX_DATAGRAM + 16], out[HSP_DHT_MAX_DATAGRAM + 16];
 static char line[2 * sizeof(in) + 64];
@@ -84,6 +85,18 @@ int main(void) {
     if (n > sizeof(in) || hsp_hex_decode(in, n, hex) != 0) { printf("ERR hex\n"); continue; }
     if (strcmp(line, "rpc") == 0) {
       rpc(n);
+    } else if (strcmp(line, "nat") == 0) {
+      /* A sequence of 6-byte samples; print the sampler's verdict after each one. */
+      hsp_dht_nat_sampler_t s;
+      hsp_dht_nat_init(&s);
+      printf("OK");
+      for (size_t i = 0; i + 6 <= n; i += 6) {
+        hsp_ipv4_addr_t a = hsp_dht_addr_from_wire(in + i);
+        int hits = hsp_dht_nat_add(&s, a.host, a.port);
+        if (s.has_host) printf(" %u.%u.%u.%u:%u/%d", s.host[0], s.host[1], s.host[2], s.host[3], s.port, hits);
+        else printf(" -/%d", hits);
+      }
+      printf("\n");
     } else {
       long len = hsp_dht_hyper_roundtrip(line, in, n, out, sizeof(out));
       if (len < 0) printf("ERR %ld\n", len);
