@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "hex.h"
+#include "hyper_crypto.h"
 #include "hyper_messages.h"
 #include "messages.h"
 #include "nat.h"
@@ -85,6 +86,38 @@ int main(void) {
     if (n > sizeof(in) || hsp_hex_decode(in, n, hex) != 0) { printf("ERR hex\n"); continue; }
     if (strcmp(line, "rpc") == 0) {
       rpc(n);
+    } else if (strcmp(line, "annsig") == 0 || strcmp(line, "unannsig") == 0) {
+      /* target(32) nodeId(32) token(32) seed(32) encoded peer record: print the signature. */
+      hsp_dht_peer_t peer;
+      hsp_dht_keypair_t kp;
+      uint8_t sig[64];
+      if (n < 128 || hsp_dht_peer_decode(&peer, in + 128, n - 128) != 0) {
+        printf("ERR %d\n", HSP_DHT_EMALFORMED);
+        continue;
+      }
+      hsp_dht_keypair_from_seed(&kp, in + 96);
+      uint8_t ns = line[0] == 'a' ? HSP_HYPER_ANNOUNCE : HSP_HYPER_UNANNOUNCE;
+      hsp_dht_announce_sign(sig, ns, in, in + 32, in + 64, &peer, NULL, &kp);
+      printf("OK ");
+      put_hex(sig, 64);
+      printf(" %d\n", hsp_dht_announce_verify(sig, ns, in, in + 32, in + 64, &peer, NULL));
+    } else if (strcmp(line, "mutsig") == 0) {
+      /* seed(32) then mutableSignable{seq, value}: print the signature. */
+      hsp_dht_keypair_t kp;
+      uint8_t sig[64];
+      hsp_cenc_t st = hsp_cenc_for_decode(in, n);
+      st.start = 32;
+      uint64_t seq = hsp_cenc_decode_uint(&st);
+      hsp_bytes_t v = hsp_cenc_decode_buffer(&st);
+      if (n < 32 || !hsp_cenc_ok(&st)) {
+        printf("ERR %d\n", HSP_DHT_EMALFORMED);
+        continue;
+      }
+      hsp_dht_keypair_from_seed(&kp, in);
+      hsp_dht_mutable_sign(sig, seq, v, &kp);
+      printf("OK ");
+      put_hex(sig, 64);
+      printf(" %d\n", hsp_dht_mutable_verify(sig, seq, v, kp.public_key));
     } else if (strcmp(line, "nat") == 0) {
       /* A sequence of 6-byte samples; print the sampler's verdict after each one. */
       hsp_dht_nat_sampler_t s;

@@ -127,6 +127,21 @@ const c = require('compact-encoding')
 for (const [codec, gen] of Object.entries(gens)) {
   for (let i = 0; i < 150; i++) cases.push({ codec, hex: hex(c.encode(m[codec], gen())) })
 }
+// Signatures: C signs, the result must equal Persistent.signAnnounce/signUnannounce/signMutable.
+const Persistent = require('hyperdht/lib/persistent')
+const sodium = require('sodium-universal')
+for (let i = 0; i < 60; i++) {
+  const seed = bytes(32)
+  const keyPair = { publicKey: b4a.alloc(32), secretKey: b4a.alloc(64) }
+  sodium.crypto_sign_seed_keypair(keyPair.publicKey, keyPair.secretKey, seed)
+  const target = bytes(32); const id = bytes(32); const token = bytes(32)
+  const peer = { publicKey: keyPair.publicKey, relayAddresses: arr(addr, 3) }
+  const unann = i % 3 === 0
+  const sig = (unann ? Persistent.signUnannounce : Persistent.signAnnounce)(target, token, id, { peer }, keyPair)
+  cases.push({ codec: unann ? 'unannsig' : 'annsig', hex: hex(b4a.concat([target, id, token, seed, c.encode(m.peer, peer)])), want: hex(sig) + ' 1' })
+  const seq = num(); const value = bytes(len())
+  cases.push({ codec: 'mutsig', hex: hex(b4a.concat([seed, c.encode(m.mutableSignable, { seq, value })])), want: hex(Persistent.signMutable(seq, value, keyPair)) + ' 1' })
+}
 // Documented exceptions: a noise payload of another version is reported, not re-encoded.
 const VERSION2 = '02'
 
@@ -217,6 +232,7 @@ async function main () {
     const rest = line.slice(3)
     const sp = rest.indexOf(' ')
     const re = sp === -1 ? rest : rest.slice(0, sp)
+    if (k.want) { if (rest !== k.want) fail(`${k.codec} signature differs\n  js ${k.want}\n  c  ${rest}`); continue }
     if (re !== k.hex) fail(`${k.codec} re-encode differs\n  js ${k.hex}\n  c  ${re}`)
     if (k.desc && rest.slice(sp + 1) !== k.desc) fail(`${k.codec} fields differ\n  js ${k.desc}\n  c  ${rest.slice(sp + 1)}`)
   }
