@@ -82,6 +82,7 @@ typedef struct hsp_dht_incoming {
   uint8_t from_id[HSP_DHT_ID_SIZE];
   hsp_ipv4_addr_t to; /* where the sender thinks it sent this (our address as it sees us) */
   bool has_token;     /* a token was present and verified */
+  uint8_t token[HSP_DHT_TOKEN_SIZE]; /* hyperdht signatures cover it */
   uint64_t command;
   bool has_target;
   uint8_t target[HSP_DHT_ID_SIZE];
@@ -126,6 +127,15 @@ typedef struct hsp_dht_config {
 /* Fills the defaults described above (adaptive, firewalled, quick firewall on). */
 void hsp_dht_config_default(hsp_dht_config_t *cfg);
 
+/* A reply in a query's closest set (k closest responders with verified ids). */
+typedef struct hsp_dht_closest_reply {
+  hsp_ipv4_addr_t from;
+  uint8_t id[HSP_DHT_ID_SIZE];
+  bool has_token;
+  uint8_t token[HSP_DHT_TOKEN_SIZE];
+  hsp_ipv4_addr_t to;
+} hsp_dht_closest_reply_t;
+
 /* Query options: a lookup towards `target` with `command` (internal FIND_NODE or an
  * application command with an optional value), optionally committing to the k closest. */
 typedef struct hsp_dht_query_opts {
@@ -138,18 +148,17 @@ typedef struct hsp_dht_query_opts {
   size_t concurrency;   /* 0 = node's */
   int retries;          /* <0 = default (5; 3 for DOWN_HINT) */
   bool commit;          /* auto-commit: {token, target, command, value} to each closest reply */
+  /* Custom commit (e.g. hyperdht ANNOUNCE with a per-node signature): when set, each commit
+   * request carries commit_command and the value this writes into buf (return its length,
+   * or a negative error to skip that node). Implies commit. */
+  long (*commit_value)(void *ctx, const struct hsp_dht_closest_reply *reply, uint8_t *buf,
+                       size_t cap);
+  uint64_t commit_command;
+  void *commit_ctx;
   /* Seed nodes to start from instead of the routing table (e.g. a previous closest set). */
   const hsp_ipv4_addr_t *nodes;
   size_t node_count;
 } hsp_dht_query_opts_t;
-
-typedef struct hsp_dht_closest_reply {
-  hsp_ipv4_addr_t from;
-  uint8_t id[HSP_DHT_ID_SIZE];
-  bool has_token;
-  uint8_t token[HSP_DHT_TOKEN_SIZE];
-  hsp_ipv4_addr_t to;
-} hsp_dht_closest_reply_t;
 
 typedef struct hsp_dht_query_result {
   int err; /* 0, HSP_DHT_ETOOFEW, HSP_DHT_ENOTOKEN, HSP_DHT_EDESTROYED, ... */

@@ -722,6 +722,7 @@ static void on_request(hsp_dht_node_t *n, int socket, const hsp_ipv4_addr_t *fro
   hsp_dht_incoming_t in = {.socket = socket, .tid = req->tid, .from = *from, .to = req->to,
                            .has_token = req->token != NULL, .command = req->command,
                            .has_value = req->has_value, .value = req->value};
+  if (req->token) memcpy(in.token, req->token, HSP_DHT_TOKEN_SIZE);
   if (from_id) {
     in.from_persistent = true;
     memcpy(in.from_id, from_id, 32);

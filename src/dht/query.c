@@ -39,6 +39,9 @@ struct hsp_dht_query {
   bool background;
   int retries;
   bool commit;
+  long (*commit_value)(void *ctx, const hsp_dht_closest_reply_t *reply, uint8_t *buf, size_t cap);
+  uint64_t commit_command;
+  void *commit_ctx;
 
   seen_entry_t *seen;
   size_t nseen, seen_cap;
@@ -160,11 +163,21 @@ static void flush(hsp_dht_node_t *n, struct hsp_dht_query *q) {
   for (size_t i = 0; i < q->nclosest; i++) {
     hsp_dht_closest_reply_t *c = &q->closest[i];
     hsp_dht_req_t *r = NULL;
-    if (c->has_token)
+    int why = HSP_DHT_ENOTOKEN;
+    if (c->has_token && q->commit_value) {
+      uint8_t buf[2048];
+      long len = q->commit_value(q->commit_ctx, c, buf, sizeof(buf));
+      why = len < 0 ? (int)len : HSP_DHT_ENOMEM;
+      if (len >= 0)
+        r = hsp_dht__request_new(n, &c->from, c->id, false, q->commit_command, c->token,
+                                 q->target, buf, (size_t)len, true);
+    } else if (c->has_token) {
+      why = HSP_DHT_ENOMEM;
       r = hsp_dht__request_new(n, &c->from, c->id, q->internal, q->command, c->token, q->target,
                                q->value, q->value_len, q->has_value);
+    }
     if (!r) {
-      q->commit_err = c->has_token ? HSP_DHT_ENOMEM : HSP_DHT_ENOTOKEN;
+      q->commit_err = why;
       q->commit_pending--;
       continue;
     }
@@ -327,7 +340,10 @@ struct hsp_dht_query *hsp_dht__query_new(hsp_dht_node_t *n, const hsp_dht_query_
   q->concurrency = o->concurrency ? o->concurrency : n->cfg.concurrency;
   q->retries = o->retries >= 0 ? o->retries
                : (o->internal && o->command == HSP_DHT_CMD_DOWN_HINT) ? 3 : HSP_DHT_QUERY_RETRIES;
-  q->commit = o->commit;
+  q->commit = o->commit || o->commit_value;
+  q->commit_value = o->commit_value;
+  q->commit_command = o->commit_command;
+  q->commit_ctx = o->commit_ctx;
   if (cbs) q->cbs = *cbs;
   /* Seeds are pushed in reverse because the pending list is popped from the end. */
   for (size_t i = o->node_count; i-- > 0;) {

@@ -1,0 +1,379 @@
+#include "store.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum kind { RECORD = 1, FORWARD, BUMP, REFRESH, MUTABLE, IMMUTABLE };
+
+typedef struct entry {
+  int kind;
+  uint8_t key[32];
+  uint8_t pk[32];       /* RECORD: announcer's public key */
+  uint64_t expires;
+  uint64_t seq;         /* insertion order, to answer lookups most recent first */
+  uint64_t num;         /* BUMP value */
+  bool announce_self;   /* REFRESH */
+  uint8_t topic[32];    /* REFRESH: where the record lives */
+  hsp_ipv4_addr_t relay; /* FORWARD */
+  uint8_t *data;        /* RECORD/FORWARD/REFRESH: peer record; MUTABLE/IMMUTABLE: value */
+  size_t len;
+} entry_t;
+
+struct hsp_dht_store {
+  hsp_dht_store_config_t cfg;
+  entry_t *e;
+  size_t len, cap;
+  uint64_t seq;
+};
+
+int hsp_dht_store_init(hsp_dht_store_t **out, const hsp_dht_store_config_t *cfg) {
+  hsp_dht_store_t *s = calloc(1, sizeof(*s));
+  if (!s) return HSP_DHT_ENOMEM;
+  if (cfg) s->cfg = *cfg;
+  if (!s->cfg.max_entries) s->cfg.max_entries = 65536;
+  if (!s->cfg.record_ttl_ms) s->cfg.record_ttl_ms = HSP_DHT_RECORD_TTL_MS;
+  if (!s->cfg.value_ttl_ms) s->cfg.value_ttl_ms = HSP_DHT_VALUE_TTL_MS;
+  *out = s;
+  return 0;
+}
+
+void hsp_dht_store_free(hsp_dht_store_t *s) {
+  if (!s) return;
+  for (size_t i = 0; i < s->len; i++) free(s->e[i].data);
+  free(s->e);
+  free(s);
+}
+
+static void drop(hsp_dht_store_t *s, size_t i) {
+  free(s->e[i].data);
+  s->e[i] = s->e[--s->len];
+}
+
+static entry_t *find(hsp_dht_store_t *s, int kind, const uint8_t key[32], const uint8_t *pk,
+                     uint64_t now) {
+  for (size_t i = 0; i < s->len; i++) {
+    entry_t *x = &s->e[i];
+    if (x->kind != kind || memcmp(x->key, key, 32) != 0) continue;
+    if (pk && memcmp(x->pk, pk, 32) != 0) continue;
+    if (x->expires <= now) {
+      drop(s, i);
+      return NULL;
+    }
+    return x;
+  }
+  return NULL;
+}
+
+static void remove_kind(hsp_dht_store_t *s, int kind, const uint8_t key[32], const uint8_t *pk) {
+  for (size_t i = s->len; i-- > 0;)
+    if (s->e[i].kind == kind && memcmp(s->e[i].key, key, 32) == 0 &&
+        (!pk || memcmp(s->e[i].pk, pk, 32) == 0))
+      drop(s, i);
+}
+
+/* Insert or overwrite (kind, key[, pk]) with a copy of data. */
+static entry_t *put(hsp_dht_store_t *s, int kind, const uint8_t key[32], const uint8_t *pk,
+                    const uint8_t *data, size_t len, uint64_t expires, uint64_t now) {
+  uint8_t *copy = NULL;
+  if (len && !(copy = malloc(len))) return NULL;
+  if (len) memcpy(copy, data, len);
+  entry_t *x = find(s, kind, key, pk, now);
+  if (!x) {
+    if (s->len >= s->cfg.max_entries) {
+      size_t victim = 0;
+      for (size_t i = 1; i < s->len; i++)
+        if (s->e[i].expires < s->e[victim].expires) victim = i;
+      drop(s, victim);
+    }
+    if (s->len == s->cap) {
+      size_t cap = s->cap ? s->cap * 2 : 64;
+      entry_t *e = realloc(s->e, cap * sizeof(*e));
+      if (!e) {
+        free(copy);
+        return NULL;
+      }
+      s->e = e;
+      s->cap = cap;
+    }
+    x = &s->e[s->len++];
+    memset(x, 0, sizeof(*x));
+    x->kind = kind;
+    memcpy(x->key, key, 32);
+    if (pk) memcpy(x->pk, pk, 32);
+  }
+  free(x->data);
+  x->data = copy;
+  x->len = len;
+  x->expires = expires;
+  x->seq = ++s->seq;
+  return x;
+}
+
+size_t hsp_dht_store_count(const hsp_dht_store_t *s, uint64_t now) {
+  size_t n = 0;
+  for (size_t i = 0; i < s->len; i++) n += s->e[i].expires > now;
+  return n;
+}
+
+bool hsp_dht_store_forward(hsp_dht_store_t *s, const uint8_t target[32], uint64_t now,
+                           hsp_dht_forward_t *out) {
+  entry_t *x = find(s, FORWARD, target, NULL, now);
+  if (!x) return false;
+  *out = (hsp_dht_forward_t){x->relay, x->data, x->len};
+  return true;
+}
+
+static void reply(hsp_dht_node_t *node, const hsp_dht_incoming_t *req, const uint8_t *value,
+                  size_t len, bool has_value, bool token_and_closer, uint64_t error) {
+  hsp_dht_reply_opts_t o;
+  hsp_dht_reply_opts_default(&o);
+  o.value = value;
+  o.value_len = len;
+  o.has_value = has_value;
+  o.token = token_and_closer && !error; /* req.error() sends no token unless asked */
+  o.closer_nodes = token_and_closer;
+  o.error = error;
+  hsp_dht_node_reply(node, req, &o);
+}
+
+/* Re-encode a peer record keeping at most 3 relay addresses. */
+static long encode_record(uint8_t *buf, size_t cap, const hsp_dht_peer_t *peer) {
+  hsp_dht_peer_t p = *peer;
+  if (p.relay_addresses.count > HSP_DHT_MAX_RELAY_ADDRESSES)
+    p.relay_addresses.count = HSP_DHT_MAX_RELAY_ADDRESSES;
+  return hsp_dht_peer_encode(buf, cap, &p);
+}
+
+static void store_record(hsp_dht_store_t *s, const hsp_dht_incoming_t *req, const uint8_t *topic,
+                         bool announce_self, const uint8_t *record, size_t len, uint64_t now) {
+  const uint8_t *pk = record; /* a record starts with the public key */
+  uint64_t exp = now + s->cfg.record_ttl_ms;
+  if (announce_self) {
+    entry_t *f = put(s, FORWARD, topic, NULL, record, len, exp, now);
+    if (f) f->relay = req->from;
+    remove_kind(s, RECORD, topic, pk);
+  } else {
+    put(s, RECORD, topic, pk, record, len, exp, now);
+  }
+}
+
+static void on_refresh(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_incoming_t *req,
+                       const uint8_t refresh[32], uint64_t now) {
+  uint8_t active[32];
+  hsp_dht_hash(active, refresh, 32);
+  entry_t *r = find(s, REFRESH, active, NULL, now);
+  if (!r || r->len < 32) return;
+  uint8_t topic[32];
+  memcpy(topic, r->topic, 32);
+  bool self = r->announce_self;
+  size_t len = r->len;
+  uint8_t *record = r->data;
+  r->data = NULL; /* take ownership before the entry is dropped */
+  remove_kind(s, REFRESH, active, NULL);
+  store_record(s, req, topic, self, record, len, now);
+  entry_t *nr = put(s, REFRESH, refresh, NULL, record, len, now + s->cfg.record_ttl_ms, now);
+  if (nr) {
+    memcpy(nr->topic, topic, 32);
+    nr->announce_self = self;
+  }
+  free(record);
+  reply(node, req, NULL, 0, false, false, 0);
+}
+
+static void on_announce(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_incoming_t *req,
+                        uint64_t now, uint64_t wall) {
+  const uint8_t *id = hsp_dht_node_id(node);
+  if (!req->has_target || !req->has_token || !id || !req->has_value) return;
+  hsp_dht_announce_t ann;
+  if (hsp_dht_announce_decode(&ann, req->value.data, req->value.len) != 0) return;
+  if (!ann.has_peer) {
+    if (ann.refresh) on_refresh(s, node, req, ann.refresh, now);
+    return;
+  }
+  if (!ann.signature || !hsp_dht_announce_verify(ann.signature, HSP_HYPER_ANNOUNCE, req->target,
+                                                 id, req->token, &ann.peer, ann.refresh))
+    return;
+  uint8_t record[32 + 1 + 6 * HSP_DHT_MAX_RELAY_ADDRESSES + 8];
+  long len = encode_record(record, sizeof(record), &ann.peer);
+  if (len < 0) return;
+  uint8_t h[32];
+  hsp_dht_hash(h, ann.peer.public_key, 32);
+  bool self = memcmp(h, req->target, 32) == 0;
+  if (!self) {
+    entry_t *b = find(s, BUMP, req->target, NULL, now);
+    uint64_t current = b ? b->num : 0;
+    if (ann.bump > current && ann.bump <= wall + HSP_DHT_MAX_BUMP_DRIFT_MS) {
+      b = put(s, BUMP, req->target, NULL, NULL, 0, now + s->cfg.record_ttl_ms, now);
+      if (b) b->num = ann.bump;
+    }
+  }
+  store_record(s, req, req->target, self, record, (size_t)len, now);
+  if (ann.refresh) {
+    entry_t *r = put(s, REFRESH, ann.refresh, NULL, record, (size_t)len,
+                     now + s->cfg.record_ttl_ms, now);
+    if (r) {
+      memcpy(r->topic, req->target, 32);
+      r->announce_self = self;
+    }
+  }
+  reply(node, req, NULL, 0, false, false, 0);
+}
+
+static void on_unannounce(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_incoming_t *req) {
+  const uint8_t *id = hsp_dht_node_id(node);
+  if (!req->has_target || !req->has_token || !id || !req->has_value) return;
+  hsp_dht_announce_t ann;
+  if (hsp_dht_announce_decode(&ann, req->value.data, req->value.len) != 0) return;
+  if (!ann.has_peer || !ann.signature) return;
+  if (!hsp_dht_announce_verify(ann.signature, HSP_HYPER_UNANNOUNCE, req->target, id, req->token,
+                               &ann.peer, ann.refresh))
+    return;
+  uint8_t h[32];
+  hsp_dht_hash(h, ann.peer.public_key, 32);
+  if (memcmp(h, req->target, 32) == 0) remove_kind(s, FORWARD, req->target, NULL);
+  remove_kind(s, RECORD, req->target, ann.peer.public_key);
+  reply(node, req, NULL, 0, false, false, 0);
+}
+
+static void on_lookup(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_incoming_t *req,
+                      uint64_t now) {
+  if (!req->has_target) return;
+  /* Most recent records first, at most 20, then the forward record if there is room. */
+  const entry_t *picked[HSP_DHT_LOOKUP_MAX_RECORDS];
+  size_t n = 0, bytes = 0;
+  uint64_t bump = 0;
+  for (size_t i = s->len; i-- > 0;) {
+    const entry_t *x = &s->e[i];
+    if (x->expires <= now || memcmp(x->key, req->target, 32) != 0) continue;
+    if (x->kind == BUMP) bump = x->num;
+    if (x->kind != RECORD) continue;
+    size_t at = n < HSP_DHT_LOOKUP_MAX_RECORDS ? n++ : HSP_DHT_LOOKUP_MAX_RECORDS;
+    if (at == HSP_DHT_LOOKUP_MAX_RECORDS) {
+      if (x->seq < picked[at - 1]->seq) continue;
+      at--;
+    }
+    while (at > 0 && picked[at - 1]->seq < x->seq) {
+      picked[at] = picked[at - 1];
+      at--;
+    }
+    picked[at] = x;
+  }
+  entry_t *fwd = find(s, FORWARD, req->target, NULL, now);
+  if (fwd && n < HSP_DHT_LOOKUP_MAX_RECORDS) picked[n++] = fwd;
+  if (!n) {
+    reply(node, req, NULL, 0, false, true, 0);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) bytes += picked[i]->len;
+  uint8_t *peers = malloc(bytes ? bytes : 1);
+  if (!peers) return;
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    memcpy(peers + off, picked[i]->data, picked[i]->len);
+    off += picked[i]->len;
+  }
+  hsp_dht_lookup_reply_t lr = {n, {peers, bytes}, bump};
+  long len = hsp_dht_lookup_reply_encode(NULL, 0, &lr);
+  uint8_t *buf = len > 0 ? malloc((size_t)len) : NULL;
+  if (buf && hsp_dht_lookup_reply_encode(buf, (size_t)len, &lr) == len)
+    reply(node, req, buf, (size_t)len, true, true, 0);
+  free(buf);
+  free(peers);
+}
+
+static void on_mutable_put(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_incoming_t *req,
+                           uint64_t now) {
+  if (!req->has_target || !req->has_token || !req->has_value) return;
+  hsp_dht_mutable_put_t p;
+  if (hsp_dht_mutable_put_decode(&p, req->value.data, req->value.len) != 0) return;
+  uint8_t h[32];
+  hsp_dht_hash(h, p.public_key, 32);
+  if (memcmp(h, req->target, 32) != 0) return;
+  if (!hsp_dht_mutable_verify(p.signature, p.seq, p.value, p.public_key)) return;
+  entry_t *old = find(s, MUTABLE, req->target, NULL, now);
+  if (old) {
+    hsp_dht_mutable_get_response_t ex;
+    if (hsp_dht_mutable_get_response_decode(&ex, old->data, old->len) == 0) {
+      bool same = ex.value.len == p.value.len &&
+                  (p.value.len == 0 || memcmp(ex.value.data, p.value.data, p.value.len) == 0);
+      if (ex.seq == p.seq && !same) {
+        reply(node, req, NULL, 0, false, true, HSP_HYPER_ERROR_SEQ_REUSED);
+        return;
+      }
+      if (p.seq < ex.seq) {
+        reply(node, req, NULL, 0, false, true, HSP_HYPER_ERROR_SEQ_TOO_LOW);
+        return;
+      }
+    }
+  }
+  hsp_dht_mutable_get_response_t st = {p.seq, p.value, p.signature};
+  long len = hsp_dht_mutable_get_response_encode(NULL, 0, &st);
+  uint8_t *buf = len > 0 ? malloc((size_t)len) : NULL;
+  if (!buf) return;
+  hsp_dht_mutable_get_response_encode(buf, (size_t)len, &st);
+  put(s, MUTABLE, req->target, NULL, buf, (size_t)len, now + s->cfg.value_ttl_ms, now);
+  free(buf);
+  reply(node, req, NULL, 0, false, true, 0);
+}
+
+static void on_mutable_get(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_incoming_t *req,
+                           uint64_t now) {
+  if (!req->has_target || !req->has_value) return;
+  hsp_cenc_t st = hsp_cenc_for_decode(req->value.data, req->value.len);
+  uint64_t seq = hsp_cenc_decode_uint(&st);
+  if (!hsp_cenc_ok(&st)) return;
+  entry_t *x = find(s, MUTABLE, req->target, NULL, now);
+  if (!x) {
+    reply(node, req, NULL, 0, false, true, 0);
+    return;
+  }
+  hsp_cenc_t ls = hsp_cenc_for_decode(x->data, x->len);
+  uint64_t local = hsp_cenc_decode_uint(&ls);
+  if (local < seq) reply(node, req, NULL, 0, false, true, 0);
+  else reply(node, req, x->data, x->len, true, true, 0);
+}
+
+static void on_immutable_put(hsp_dht_store_t *s, hsp_dht_node_t *node,
+                             const hsp_dht_incoming_t *req, uint64_t now) {
+  if (!req->has_target || !req->has_token || !req->has_value) return;
+  uint8_t h[32];
+  hsp_dht_hash(h, req->value.data, req->value.len);
+  if (memcmp(h, req->target, 32) != 0) return;
+  put(s, IMMUTABLE, req->target, NULL, req->value.data, req->value.len,
+      now + s->cfg.value_ttl_ms, now);
+  reply(node, req, NULL, 0, false, true, 0);
+}
+
+static void on_immutable_get(hsp_dht_store_t *s, hsp_dht_node_t *node,
+                             const hsp_dht_incoming_t *req, uint64_t now) {
+  if (!req->has_target) return;
+  entry_t *x = find(s, IMMUTABLE, req->target, NULL, now);
+  if (x) reply(node, req, x->data, x->len, true, true, 0);
+  else reply(node, req, NULL, 0, false, true, 0);
+}
+
+static void on_find_peer(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_incoming_t *req,
+                         uint64_t now) {
+  if (!req->has_target) return;
+  entry_t *fwd = find(s, FORWARD, req->target, NULL, now);
+  if (fwd) reply(node, req, fwd->data, fwd->len, true, true, 0);
+  else reply(node, req, NULL, 0, false, true, 0);
+}
+
+bool hsp_dht_store_on_request(hsp_dht_store_t *s, hsp_dht_node_t *node,
+                              const hsp_dht_incoming_t *req, uint64_t now, uint64_t wall) {
+  if (!hsp_dht_node_id(node)) return false; /* ephemeral: UNKNOWN_COMMAND */
+  switch (req->command) {
+  case HSP_HYPER_FIND_PEER: on_find_peer(s, node, req, now); return true;
+  case HSP_HYPER_LOOKUP: on_lookup(s, node, req, now); return true;
+  case HSP_HYPER_ANNOUNCE: on_announce(s, node, req, now, wall); return true;
+  case HSP_HYPER_UNANNOUNCE: on_unannounce(s, node, req); return true;
+  case HSP_HYPER_MUTABLE_PUT: on_mutable_put(s, node, req, now); return true;
+  case HSP_HYPER_MUTABLE_GET: on_mutable_get(s, node, req, now); return true;
+  case HSP_HYPER_IMMUTABLE_PUT: on_immutable_put(s, node, req, now); return true;
+  case HSP_HYPER_IMMUTABLE_GET: on_immutable_get(s, node, req, now); return true;
+  case HSP_HYPER_PLUGIN: return true; /* no plugins registered: silently ignored */
+  default: return false;
+  }
+}

@@ -1,0 +1,56 @@
+/*
+ * hyperdht storage on a DHT node (hyperdht 6.34 lib/persistent.js, index.js onrequest;
+ * docs/protocol/hyperdht.md §1, §2, §3.1, §6): topic records (ANNOUNCE / UNANNOUNCE /
+ * LOOKUP), router forward entries for self-announces (FIND_PEER), refresh keys, bumps,
+ * mutable and immutable values. Plug it into a node as its application request handler:
+ *
+ *   bool on_request(ctx, node, req) { return hsp_dht_store_on_request(store, node, req, now, wall); }
+ *
+ * Rejected requests (bad signature, hash mismatch, missing token) get no reply at all, as in
+ * the reference. An ephemeral node does not store: it answers UNKNOWN_COMMAND.
+ *
+ * Entries expire a fixed time after their last write (20 min for records, forwards, bumps
+ * and refresh keys; 48 h for values), which lies inside the reference's generational
+ * 0.67-1.33 x maxAge window. When full, the entry closest to expiry is evicted.
+ * Lookups are linear over at most `max_entries` (a hash index is future work).
+ */
+#ifndef HSP_DHT_STORE_H
+#define HSP_DHT_STORE_H
+
+#include "dht.h"
+#include "hyper_crypto.h"
+
+#define HSP_DHT_RECORD_TTL_MS (20u * 60u * 1000u)
+#define HSP_DHT_VALUE_TTL_MS (48ull * 3600u * 1000u)
+#define HSP_DHT_LOOKUP_MAX_RECORDS 20
+#define HSP_DHT_MAX_RELAY_ADDRESSES 3
+#define HSP_DHT_MAX_BUMP_DRIFT_MS 60000
+
+typedef struct hsp_dht_store hsp_dht_store_t;
+
+typedef struct hsp_dht_store_config {
+  size_t max_entries;     /* 0 = 65536 */
+  uint64_t record_ttl_ms; /* 0 = 20 min */
+  uint64_t value_ttl_ms;  /* 0 = 48 h */
+} hsp_dht_store_config_t;
+
+int hsp_dht_store_init(hsp_dht_store_t **out, const hsp_dht_store_config_t *cfg);
+void hsp_dht_store_free(hsp_dht_store_t *s);
+
+/* Handle a hyperdht storage command. now_ms drives expiry; wall_ms (Unix time) bounds
+ * announce bumps. Returns false for commands the store does not own (PEER_HANDSHAKE,
+ * PEER_HOLEPUNCH, unknown ones) or when the node is ephemeral. */
+bool hsp_dht_store_on_request(hsp_dht_store_t *s, hsp_dht_node_t *node,
+                              const hsp_dht_incoming_t *req, uint64_t now_ms, uint64_t wall_ms);
+
+/* The router forward for a target (a server that self-announced to this node). */
+typedef struct hsp_dht_forward {
+  hsp_ipv4_addr_t relay;
+  const uint8_t *record; /* encoded peer record */
+  size_t record_len;
+} hsp_dht_forward_t;
+bool hsp_dht_store_forward(hsp_dht_store_t *s, const uint8_t target[32], uint64_t now_ms,
+                           hsp_dht_forward_t *out);
+size_t hsp_dht_store_count(const hsp_dht_store_t *s, uint64_t now_ms);
+
+#endif
