@@ -28,9 +28,12 @@
 
 #include "dht.h"
 #include "hex.h"
+#include "hyper_client.h"
+#include "store.h"
 
 static int socks[2];
 static hsp_dht_node_t *node;
+static hsp_dht_store_t *store; /* --store: act as a hyperdht storage node */
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -89,7 +92,14 @@ static bool on_request(void *ctx, hsp_dht_node_t *n, const hsp_dht_incoming_t *r
     hsp_dht_node_reply(n, req, &o);
     return true;
   }
-  return req->command == 44;
+  if (req->command == 44) return true;
+  if (store) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t wall = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return hsp_dht_store_on_request(store, n, req, now_ms(), wall);
+  }
+  return false;
 }
 
 static void on_event(void *ctx, hsp_dht_node_t *n, int ev) {
@@ -124,6 +134,48 @@ static void on_pong(void *ctx, const hsp_dht_reply_t *reply, int err) {
   printf("pong %d ", err);
   if (reply) print_addr(&reply->to);
   else printf("-");
+  printf("\n");
+}
+
+/* hyperdht client operations: "op <name> <commits> <closest> <records>" when done. */
+typedef struct hop {
+  const char *name;
+  uint8_t want_pk[32];
+  size_t records;
+  bool found;
+  uint64_t seq;
+  char value[64];
+} hop_t;
+static hop_t hop;
+
+static void hop_reply(void *ctx, const hsp_dht_reply_t *r) {
+  hop_t *h = ctx;
+  if (!r->has_value || !r->value.len) return;
+  if (!strcmp(h->name, "lookup")) {
+    hsp_dht_lookup_reply_t lr;
+    hsp_dht_peer_t p;
+    size_t off = 0;
+    if (hsp_dht_lookup_reply_decode(&lr, r->value.data, r->value.len) != 0) return;
+    while (hsp_dht_lookup_reply_next(&lr, &off, &p) == 0)
+      if (!memcmp(p.public_key, h->want_pk, 32)) h->records++;
+  } else if (!strcmp(h->name, "mutget")) {
+    hsp_dht_mutable_get_response_t m;
+    if (hsp_dht_mutable_get_response_decode(&m, r->value.data, r->value.len) != 0) return;
+    if (!hsp_dht_mutable_verify(m.signature, m.seq, m.value, h->want_pk)) return;
+    if (h->found && m.seq <= h->seq) return;
+    h->found = true;
+    h->seq = m.seq;
+    size_t n = m.value.len < sizeof(h->value) - 1 ? m.value.len : sizeof(h->value) - 1;
+    memcpy(h->value, m.value.data, n);
+    h->value[n] = 0;
+    h->records++;
+  }
+}
+
+static void hop_done(void *ctx, const hsp_dht_query_result_t *res) {
+  hop_t *h = ctx;
+  printf("op %s %d %zu %zu %zu", h->name, res->err, res->commits_ok, res->closest_count, h->records);
+  if (h->found) printf(" %llu %s", (unsigned long long)h->seq, h->value);
   printf("\n");
 }
 
@@ -168,8 +220,40 @@ static void command(char *line, uint64_t now) {
     o.internal = true;
     o.command = HSP_DHT_CMD_PING;
     hsp_dht_node_request(node, &o, on_pong, NULL);
+  } else if (!strncmp(line, "announce ", 9) || !strncmp(line, "lookup ", 7) ||
+             !strncmp(line, "mutput ", 7) || !strncmp(line, "mutget ", 7)) {
+    /* announce TOPIC SEED | lookup TOPIC PK | mutput SEED SEQ TEXT | mutget PK SEQ */
+    char a[65] = "", b[65] = "", c[64] = "";
+    char name[16];
+    sscanf(line, "%15s %64s %64s %63s", name, a, b, c);
+    memset(&hop, 0, sizeof(hop));
+    hsp_dht_query_cbs_t cbs = {hop_reply, hop_done, &hop};
+    uint8_t x[32], y[32];
+    hsp_dht_keypair_t kp;
+    if (!strcmp(name, "announce") && !hsp_hex_decode(x, 32, a) && !hsp_hex_decode(y, 32, b)) {
+      hop.name = "announce";
+      hsp_dht_keypair_from_seed(&kp, y);
+      hsp_dht_announce(node, x, &kp, NULL, 0, &cbs);
+    } else if (!strcmp(name, "lookup") && !hsp_hex_decode(x, 32, a) && !hsp_hex_decode(hop.want_pk, 32, b)) {
+      hop.name = "lookup";
+      hsp_dht_lookup(node, x, &cbs);
+    } else if (!strcmp(name, "mutput") && !hsp_hex_decode(y, 32, a)) {
+      hop.name = "mutput";
+      hsp_dht_keypair_from_seed(&kp, y);
+      hsp_dht_mutable_put(node, &kp, strtoull(b, NULL, 10), (const uint8_t *)c, strlen(c), &cbs);
+    } else if (!strcmp(name, "mutget") && !hsp_hex_decode(hop.want_pk, 32, a)) {
+      hop.name = "mutget";
+      hsp_dht_mutable_get(node, hop.want_pk, strtoull(b, NULL, 10), &cbs);
+    } else {
+      printf("error bad arguments\n");
+      return;
+    }
+    hsp_dht_node_advance(node, now);
+  } else if (strcmp(line, "stored") == 0) {
+    printf("stored %zu\n", store ? hsp_dht_store_count(store, now) : 0);
   } else if (strcmp(line, "exit") == 0) {
     hsp_dht_node_destroy(node);
+    hsp_dht_store_free(store);
     exit(0);
   }
 }
@@ -186,6 +270,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--persistent")) cfg.ephemeral = 0;
     else if (!strcmp(argv[i], "--ephemeral")) cfg.ephemeral = 1;
     else if (!strcmp(argv[i], "--not-firewalled")) cfg.firewalled = false;
+    else if (!strcmp(argv[i], "--store")) hsp_dht_store_init(&store, NULL);
   }
   uint16_t sport, cport;
   socks[0] = bind_udp(port, &sport);
@@ -227,6 +312,7 @@ int main(int argc, char **argv) {
     if (fds[2].revents & (POLLIN | POLLHUP)) {
       if (!fgets(line, sizeof(line), stdin)) {
         hsp_dht_node_destroy(node);
+        hsp_dht_store_free(store);
         return 0;
       }
       command(line, now);

@@ -10,11 +10,11 @@
 //  B. C node as bootstrapper: JS nodes bootstrap from it, become persistent and store C.
 //  C. C ephemeral (default, firewalled) client: learns its address, stays out of JS tables.
 // Usage: node dht_rpc_live.js <dht_node_tool>
-const { spawn } = require('child_process')
 const DHT = require('dht-rpc')
 const peer = require('dht-rpc/lib/peer')
 const b4a = require('b4a')
 const dgram = require('dgram')
+const { startC } = require('./dht_util')
 
 const tool = process.argv[2]
 const HOST = '127.0.0.1'
@@ -22,40 +22,6 @@ let failures = 0
 function check (cond, msg) {
   if (cond) console.log('ok   ' + msg)
   else { failures++; console.log('FAIL ' + msg) }
-}
-
-function startC (args) {
-  const proc = spawn(tool, args, { stdio: ['pipe', 'pipe', 'inherit'] })
-  const lines = []
-  const waiters = []
-  let buf = ''
-  proc.stdout.on('data', (d) => {
-    buf += d
-    let i
-    while ((i = buf.indexOf('\n')) !== -1) {
-      const line = buf.slice(0, i)
-      buf = buf.slice(i + 1)
-      lines.push(line)
-      for (const w of waiters.slice()) {
-        if (w.re.test(line)) { waiters.splice(waiters.indexOf(w), 1); clearTimeout(w.timer); w.resolve(line) }
-      }
-    }
-  })
-  return {
-    proc,
-    lines,
-    send (cmd) { proc.stdin.write(cmd + '\n') },
-    wait (re, ms = 20000) {
-      const found = lines.find((l) => re.test(l))
-      if (found) { lines.splice(lines.indexOf(found), 1); return Promise.resolve(found) }
-      return new Promise((resolve, reject) => {
-        const w = { re, resolve, timer: setTimeout(() => { waiters.splice(waiters.indexOf(w), 1); reject(new Error('timeout waiting for ' + re)) }, ms) }
-        waiters.push(w)
-      })
-    },
-    async ask (cmd, re) { this.send(cmd); const l = await this.wait(re); lines.splice(lines.indexOf(l), 1); return l },
-    stop () { try { proc.stdin.end('exit\n') } catch {} }
-  }
 }
 
 async function bootstrapper () {
@@ -80,7 +46,7 @@ async function caseA () {
     js.push(n)
   }
   const all = [boot, ...js]
-  const c = startC(['--persistent', '--not-firewalled', '--bootstrap', `${HOST}:${bootPort}`])
+  const c = startC(tool, ['--persistent', '--not-firewalled', '--bootstrap', `${HOST}:${bootPort}`])
   const [, cport] = (await c.wait(/^listening/)).split(' ').map(Number)
   const ready = (await c.wait(/^ready/)).split(' ')
   check(ready[1] === '1' && ready[2] === idHex(cport), `A: C persistent with id = hash(127.0.0.1:${cport})`)
@@ -150,7 +116,7 @@ async function caseA () {
 }
 
 async function caseB () {
-  const c = startC(['--bootstrapper'])
+  const c = startC(tool, ['--bootstrapper'])
   const [, cport] = (await c.wait(/^listening/)).split(' ').map(Number)
   const ready = (await c.wait(/^ready/)).split(' ')
   check(ready[1] === '1' && ready[2] === idHex(cport), 'B: C bootstrapper persistent at once')
@@ -181,7 +147,7 @@ async function caseC () {
     await n.fullyBootstrapped()
     js.push(n)
   }
-  const c = startC(['--ephemeral', '--bootstrap', `${HOST}:${bootPort}`])
+  const c = startC(tool, ['--ephemeral', '--bootstrap', `${HOST}:${bootPort}`])
   const [sport, cport] = (await c.wait(/^listening/)).split(' ').slice(1).map(Number)
   const ready = (await c.wait(/^ready/)).split(' ')
   check(ready[1] === '0', 'C: ephemeral C node has no id')
