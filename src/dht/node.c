@@ -17,6 +17,8 @@
 #define REFRESH_TICKS 60
 #define MAX_CHECKS 10
 
+static void user_done(hsp_dht_node_t *n, hsp_dht_req_t *r, const hsp_dht_reply_t *reply, int err);
+
 static void emit_event(hsp_dht_node_t *n, int ev) {
   if (n->cfg.on_event) n->cfg.on_event(n->cfg.ctx, n, ev);
 }
@@ -360,18 +362,12 @@ static void add_from_network(hsp_dht_node_t *n, bool sample, const hsp_ipv4_addr
   }
   hsp_dht_table_node_t *old = hsp_dht_table_get(&n->table, from_id);
   if (old) {
-    if (sample && (old->sampled == 0 || n->tick - old->sampled >= OLD_NODE)) {
-      old->sampled = n->tick;
-      hsp_ipv4_addr_t t = *to;
-      old->pinged = n->tick;
-      old->seen = ++n->seen_seq;
-      old->contact = ++n->contact_seq;
-      nat_add(n, &t);
-      return;
-    }
+    bool resample = sample && (old->sampled == 0 || n->tick - old->sampled >= OLD_NODE);
+    if (resample) old->sampled = n->tick;
     old->pinged = n->tick;
     old->seen = ++n->seen_seq;
     old->contact = ++n->contact_seq;
+    if (resample) nat_add(n, to); /* last: nat_add may emit an event */
     return;
   }
   hsp_dht_table_node_t node = {0};
@@ -993,7 +989,12 @@ void hsp_dht_node_destroy(hsp_dht_node_t *n) {
   if (!n) return;
   n->destroyed = true;
   while (n->queries_len) hsp_dht__query_destroy(n, n->queries[n->queries_len - 1], HSP_DHT_EDESTROYED);
-  while (n->inflight_len) hsp_dht__request_cancel(n, n->inflight[n->inflight_len - 1], true);
+  /* Only the application hears about its own requests; internal ones (checks, probes)
+   * must not start new work on a node that is going away. */
+  while (n->inflight_len) {
+    hsp_dht_req_t *r = n->inflight[n->inflight_len - 1];
+    hsp_dht__request_cancel(n, r, r->done == user_done);
+  }
   for (size_t i = n->out_head; i < n->out_len; i++) free(n->out[i].buf);
   free(n->out_last);
   free(n->out);

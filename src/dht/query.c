@@ -320,6 +320,7 @@ static void visit(hsp_dht_node_t *n, struct hsp_dht_query *q, const candidate_t 
 
 struct hsp_dht_query *hsp_dht__query_new(hsp_dht_node_t *n, const hsp_dht_query_opts_t *o,
                                          const hsp_dht_query_cbs_t *cbs) {
+  if (n->destroyed) return NULL;
   if (!grow((void **)&n->queries, &n->queries_cap, n->queries_len + 1, sizeof(void *))) return NULL;
   struct hsp_dht_query *q = calloc(1, sizeof(*q));
   if (!q) return NULL;

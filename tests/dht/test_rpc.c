@@ -8,6 +8,7 @@
 
 #include "check.h"
 #include "dht.h"
+#include "store.h"
 
 static uint64_t rng_state = 42;
 static void det_random(void *ctx, uint8_t *buf, size_t len) {
@@ -472,7 +473,80 @@ static void test_routing_table(void) {
   CHECK(x[0] == 0x7b && x[1] == 0x15 && x[31] == 0x16);
 }
 
+static bool flood_on_request(void *ctx, hsp_dht_node_t *node, const hsp_dht_incoming_t *req) {
+  return hsp_dht_store_on_request(ctx, node, req, 0, 0);
+}
+
+/* 100k garbage and mutated datagrams from 5000 sources: the node keeps answering and every
+ * structure stays bounded (table <= 256 rows x k, store <= max_entries, no request pile-up). */
+static void test_flood(void) {
+  hsp_dht_store_t *store;
+  hsp_dht_store_config_t sc = {.max_entries = 1000};
+  CHECK_EQ_INT(hsp_dht_store_init(&store, &sc), 0);
+  hsp_dht_config_t cfg;
+  hsp_dht_config_default(&cfg);
+  cfg.bootstrapper = true;
+  cfg.bootstrapper_addr = lo(30001);
+  cfg.server_port = 30001;
+  cfg.random = det_random;
+  cfg.on_request = flood_on_request;
+  cfg.ctx = store;
+  hsp_dht_node_t *n = NULL;
+  uint64_t now = 0;
+  CHECK_EQ_INT(hsp_dht_node_init(&n, &cfg, now), 0);
+  hsp_dht_node_start(n, now);
+  hsp_dht_node_advance(n, now);
+  uint8_t aa[32], buf[1500], id[32];
+  memset(aa, 0xaa, 32);
+  size_t max_inflight = 0, replies = 0;
+  for (int i = 0; i < 100000; i++) {
+    hsp_ipv4_addr_t from = {{10, (uint8_t)(i % 7), (uint8_t)(i % 251), 1}, (uint16_t)(1 + i % 5000)};
+    size_t len;
+    uint8_t r[8];
+    det_random(NULL, r, sizeof(r));
+    if (r[0] < 64) { /* pure garbage */
+      len = r[1] % 200;
+      det_random(NULL, buf, len);
+    } else { /* a valid request, then a few bytes flipped half of the time */
+      hsp_dht_id_from_addr(id, &from);
+      hsp_dht_request_t m = {.tid = (uint16_t)i, .to = lo(30001), .internal = r[2] & 1,
+                             .command = r[3] % 12, .id = (r[4] & 1) ? id : NULL,
+                             .target = (r[5] & 1) ? aa : NULL, .has_value = r[6] & 1,
+                             .value = {buf + 600, r[7] % 100}};
+      det_random(NULL, buf + 600, 100);
+      long l = hsp_dht_request_encode(buf, sizeof(buf), &m);
+      len = l > 0 ? (size_t)l : 0;
+      if (len && (r[1] & 1))
+        for (int f = 0; f < 3; f++) buf[r[2 + f] % len] ^= (uint8_t)(1u << (r[5 + f] & 7));
+    }
+    hsp_dht_node_recv(n, HSP_DHT_SOCKET_SERVER, &from, buf, len, now);
+    if (i % 100 == 0) {
+      now += 50;
+      hsp_dht_node_advance(n, now);
+    }
+    size_t inflight = hsp_dht_node_inflight(n);
+    if (inflight > max_inflight) max_inflight = inflight;
+    hsp_dht_datagram_t d;
+    while (hsp_dht_node_next_datagram(n, &d)) replies++;
+  }
+  hsp_dht_table_t *t = hsp_dht_node_table(n);
+  printf("flood: %zu datagrams out, table %zu, store %zu, max in flight %zu\n", replies, t->size,
+         hsp_dht_store_count(store, now), max_inflight);
+  CHECK(t->size <= HSP_DHT_ROWS * HSP_DHT_K);
+  CHECK(hsp_dht_store_count(store, now) <= 1000);
+  CHECK(max_inflight < 200); /* checks are capped at 10 concurrent; eviction pings at 3 */
+  CHECK(replies > 10000);
+  /* Still healthy: a plain PING is answered. */
+  hsp_dht_request_t ping = {.tid = 1, .to = lo(30001), .internal = true};
+  hsp_ipv4_addr_t c = lo(41103);
+  hsp_dht_node_recv(n, HSP_DHT_SOCKET_SERVER, &c, buf, req_bytes(buf, &ping), now);
+  CHECK_EQ_INT(drain(n), 1);
+  hsp_dht_node_destroy(n);
+  hsp_dht_store_free(store);
+}
+
 int main(void) {
+  test_flood();
   test_internal_commands();
   test_tokens_and_app_commands();
   test_client_requests();
