@@ -361,8 +361,109 @@ static void on_find_peer(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht
   else reply(node, req, NULL, 0, false, true, 0);
 }
 
+/* Relay a request onwards with a new hyperdht value (same tid, command and target). */
+static void relay_handshake(hsp_dht_node_t *node, const hsp_dht_incoming_t *req,
+                            const hsp_dht_handshake_t *hs, const hsp_ipv4_addr_t *to) {
+  uint8_t buf[2048];
+  long len = hsp_dht_handshake_encode(buf, sizeof(buf), hs);
+  if (len >= 0) hsp_dht_node_relay(node, req, buf, (size_t)len, true, to, -1);
+}
+
+static void reply_to(hsp_dht_node_t *node, const hsp_dht_incoming_t *req, const uint8_t *value,
+                     size_t len, const hsp_ipv4_addr_t *to) {
+  hsp_dht_reply_opts_t o;
+  hsp_dht_reply_opts_default(&o);
+  o.value = value;
+  o.value_len = len;
+  o.has_value = true;
+  o.token = false;
+  o.closer_nodes = false;
+  o.to = to;
+  hsp_dht_node_reply(node, req, &o);
+}
+
+/* router.js onpeerhandshake for a node that is not the server: pass the Noise messages
+ * between client, relays and server, keeping the tid. */
+static void on_peer_handshake(hsp_dht_store_t *s, hsp_dht_node_t *node,
+                              const hsp_dht_incoming_t *req, uint64_t now) {
+  hsp_dht_handshake_t hs;
+  if (!req->has_value || hsp_dht_handshake_decode(&hs, req->value.data, req->value.len) != 0)
+    return;
+  entry_t *fwd = req->has_target ? find(s, FORWARD, req->target, NULL, now) : NULL;
+  switch (hs.mode) {
+  case HSP_HYPER_FROM_CLIENT: {
+    if (!fwd && !hs.has_relay_address) {
+      hsp_dht_reply_opts_t o; /* no route: closer nodes (no token) help the client on */
+      hsp_dht_reply_opts_default(&o);
+      o.token = false;
+      hsp_dht_node_reply(node, req, &o);
+      return;
+    }
+    hsp_ipv4_addr_t to = hs.has_relay_address ? hs.relay_address : fwd->relay;
+    hsp_dht_handshake_t out = {.mode = HSP_HYPER_FROM_RELAY, .noise = hs.noise,
+                               .has_peer_address = true, .peer_address = req->from};
+    relay_handshake(node, req, &out, &to);
+    return;
+  }
+  case HSP_HYPER_FROM_RELAY: {
+    if (!fwd) return;
+    hsp_dht_handshake_t out = {.mode = HSP_HYPER_FROM_SECOND_RELAY, .noise = hs.noise,
+                               .has_peer_address = hs.has_peer_address,
+                               .peer_address = hs.peer_address, .has_relay_address = true,
+                               .relay_address = req->from};
+    hsp_ipv4_addr_t to = fwd->relay;
+    relay_handshake(node, req, &out, &to);
+    return;
+  }
+  case HSP_HYPER_FROM_SERVER: {
+    if (!hs.has_peer_address) return;
+    hsp_dht_handshake_t out = {.mode = HSP_HYPER_REPLY, .noise = hs.noise,
+                               .has_peer_address = true, .peer_address = req->from};
+    uint8_t buf[2048];
+    long len = hsp_dht_handshake_encode(buf, sizeof(buf), &out);
+    if (len >= 0) reply_to(node, req, buf, (size_t)len, &hs.peer_address);
+    return;
+  }
+  default:
+    return;
+  }
+}
+
+/* router.js onpeerholepunch for a node that is not the server. */
+static void on_peer_holepunch(hsp_dht_store_t *s, hsp_dht_node_t *node,
+                              const hsp_dht_incoming_t *req, uint64_t now) {
+  hsp_dht_holepunch_t hp;
+  if (!req->has_value || hsp_dht_holepunch_decode(&hp, req->value.data, req->value.len) != 0)
+    return;
+  entry_t *fwd = req->has_target ? find(s, FORWARD, req->target, NULL, now) : NULL;
+  uint8_t buf[2048];
+  if (hp.mode == HSP_HYPER_FROM_CLIENT) {
+    if (!hp.has_peer_address && !fwd) return;
+    hsp_ipv4_addr_t to = hp.has_peer_address ? hp.peer_address : fwd->relay;
+    hsp_dht_holepunch_t out = {.mode = HSP_HYPER_FROM_RELAY, .id = hp.id, .payload = hp.payload,
+                               .has_peer_address = true, .peer_address = req->from};
+    long len = hsp_dht_holepunch_encode(buf, sizeof(buf), &out);
+    if (len >= 0) hsp_dht_node_relay(node, req, buf, (size_t)len, true, &to, -1);
+  } else if (hp.mode == HSP_HYPER_FROM_SERVER) {
+    /* Like the reference, a missing peerAddress sends the reply back to the sender. */
+    hsp_dht_holepunch_t out = {.mode = HSP_HYPER_REPLY, .id = hp.id, .payload = hp.payload,
+                               .has_peer_address = true, .peer_address = req->from};
+    long len = hsp_dht_holepunch_encode(buf, sizeof(buf), &out);
+    if (len >= 0) reply_to(node, req, buf, (size_t)len, hp.has_peer_address ? &hp.peer_address : &req->from);
+  }
+}
+
 bool hsp_dht_store_on_request(hsp_dht_store_t *s, hsp_dht_node_t *node,
                               const hsp_dht_incoming_t *req, uint64_t now, uint64_t wall) {
+  /* Routing works on every node, ephemeral ones included (hyperdht index.js onrequest). */
+  if (req->command == HSP_HYPER_PEER_HANDSHAKE) {
+    on_peer_handshake(s, node, req, now);
+    return true;
+  }
+  if (req->command == HSP_HYPER_PEER_HOLEPUNCH) {
+    on_peer_holepunch(s, node, req, now);
+    return true;
+  }
   if (!hsp_dht_node_id(node)) return false; /* ephemeral: UNKNOWN_COMMAND */
   switch (req->command) {
   case HSP_HYPER_FIND_PEER: on_find_peer(s, node, req, now); return true;

@@ -37,9 +37,12 @@ typedef struct hsp_dht_store_config {
 int hsp_dht_store_init(hsp_dht_store_t **out, const hsp_dht_store_config_t *cfg);
 void hsp_dht_store_free(hsp_dht_store_t *s);
 
-/* Handle a hyperdht storage command. now_ms drives expiry; wall_ms (Unix time) bounds
- * announce bumps. Returns false for commands the store does not own (PEER_HANDSHAKE,
- * PEER_HOLEPUNCH, unknown ones) or when the node is ephemeral. */
+/* Handle a hyperdht command as a DHT node that is not the server: the storage commands,
+ * and PEER_HANDSHAKE / PEER_HOLEPUNCH relaying through the router forwards (router.js).
+ * A node that also runs servers must check its own targets first (the Noise responder
+ * lives in a higher layer) and hand everything else to this function. now_ms drives expiry; wall_ms (Unix time) bounds
+ * announce bumps. Returns false for unknown commands, and for storage commands when the node
+ * is ephemeral (the node then answers UNKNOWN_COMMAND). */
 bool hsp_dht_store_on_request(hsp_dht_store_t *s, hsp_dht_node_t *node,
                               const hsp_dht_incoming_t *req, uint64_t now_ms, uint64_t wall_ms);
 

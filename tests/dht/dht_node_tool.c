@@ -10,6 +10,7 @@
  *   findnode <target hex>      -> "closest <n> host:port..." then "done <err> <successes>"
  *   table                      -> "table <n> host:port..."
  *   nat                        -> "nat <host:port|->"
+ *   stats                      -> "stats" + application requests received per command 0..15
  *   ping HOST:PORT             -> "pong <err> <to host:port>"
  *   exit
  * Application command 42 is answered with "pong" (with token), 44 is ignored, others get
@@ -81,8 +82,11 @@ static void flush_out(void) {
   fflush(stdout);
 }
 
+static unsigned long seen_commands[16]; /* application requests received, by command */
+
 static bool on_request(void *ctx, hsp_dht_node_t *n, const hsp_dht_incoming_t *req) {
   (void)ctx;
+  if (req->command < 16) seen_commands[req->command]++;
   if (req->command == 42) {
     hsp_dht_reply_opts_t o;
     hsp_dht_reply_opts_default(&o);
@@ -249,6 +253,10 @@ static void command(char *line, uint64_t now) {
       return;
     }
     hsp_dht_node_advance(node, now);
+  } else if (strcmp(line, "stats") == 0) {
+    printf("stats");
+    for (int i = 0; i < 16; i++) printf(" %lu", seen_commands[i]);
+    printf("\n");
   } else if (strcmp(line, "stored") == 0) {
     printf("stored %zu\n", store ? hsp_dht_store_count(store, now) : 0);
   } else if (strcmp(line, "exit") == 0) {
