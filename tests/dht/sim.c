@@ -130,6 +130,7 @@ bool sim_run(sim_t *s, uint64_t until, bool (*done)(sim_t *s, void *ctx), void *
     uint64_t next = UINT64_MAX;
     if (s->heap_len) next = s->heap[0].at;
     for (int i = 0; i < s->count; i++) {
+      if (s->nodes[i].frozen) continue;
       uint64_t d = hsp_dht_node_next_deadline(s->nodes[i].dht);
       if (d < next) next = d;
     }
@@ -140,7 +141,7 @@ bool sim_run(sim_t *s, uint64_t until, bool (*done)(sim_t *s, void *ctx), void *
     if (next > s->now) s->now = next;
     while (s->heap_len && s->heap[0].at <= s->now) {
       sim_packet_t p = heap_pop(s);
-      if (s->nodes[p.to_node].alive) {
+      if (s->nodes[p.to_node].alive && !s->nodes[p.to_node].frozen) {
         s->delivered++;
         hsp_dht_node_recv(s->nodes[p.to_node].dht, p.to_socket, &p.from, p.data, p.len, s->now);
       } else {
@@ -150,7 +151,7 @@ bool sim_run(sim_t *s, uint64_t until, bool (*done)(sim_t *s, void *ctx), void *
       sim_collect(s);
     }
     for (int i = 0; i < s->count; i++)
-      if (hsp_dht_node_next_deadline(s->nodes[i].dht) <= s->now)
+      if (!s->nodes[i].frozen && hsp_dht_node_next_deadline(s->nodes[i].dht) <= s->now)
         hsp_dht_node_advance(s->nodes[i].dht, s->now);
     sim_collect(s);
   }

@@ -25,7 +25,8 @@ typedef struct sim_packet {
 
 typedef struct sim_node {
   hsp_dht_node_t *dht;
-  bool alive; /* dead nodes drop everything */
+  bool alive;  /* dead nodes drop everything */
+  bool frozen; /* a sleeping machine: no timers, no input, resumes later */
   uint64_t rng;
   void *user;
 } sim_node_t;

@@ -3,6 +3,7 @@
  * FIND_NODE convergence with and without loss, ephemeral clients, dead nodes, and an
  * application command with a commit round (store) and a lookup that finds the value.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -346,7 +347,67 @@ static void test_commit_and_lookup(void) {
   sim_free(&s);
 }
 
+/* Adaptive nodes (the default) start ephemeral and become persistent after ~20 minutes of
+ * stable NAT samples and an open firewall probe; after a sleep they turn ephemeral again. */
+static int events[SIM_MAX_NODES][8];
+static void count_event(void *ctx, hsp_dht_node_t *node, int ev) {
+  (void)node;
+  int i = (int)(intptr_t)ctx;
+  if (ev > 0 && ev < 8) events[i][ev]++;
+}
+
+static void test_adaptive(void) {
+  sim_t s;
+  build(&s, 5, 20, 0);
+  CHECK(sim_run(&s, s.now + 120000, all_ready, NULL));
+  memset(events, 0, sizeof(events));
+  int first = s.count;
+  for (int i = 0; i < 3; i++) {
+    hsp_dht_config_t cfg;
+    hsp_dht_config_default(&cfg); /* adaptive, firewalled, quick firewall */
+    cfg.bootstrap[0] = sim_server_addr(0);
+    cfg.bootstrap_count = 1;
+    cfg.on_event = count_event;
+    cfg.ctx = (void *)(intptr_t)(first + i);
+    int k = sim_add_node(&s, &cfg);
+    hsp_dht_node_start(s.nodes[k].dht, s.now);
+  }
+  CHECK(sim_run(&s, s.now + 60000, all_ready, NULL));
+  for (int i = first; i < s.count; i++) CHECK(hsp_dht_node_ephemeral(s.nodes[i].dht));
+  sim_run(&s, s.now + 15 * 60000, NULL, NULL);
+  for (int i = first; i < s.count; i++) CHECK(hsp_dht_node_ephemeral(s.nodes[i].dht));
+  sim_run(&s, s.now + 8 * 60000, NULL, NULL);
+  for (int i = first; i < s.count; i++) {
+    hsp_dht_node_t *n = s.nodes[i].dht;
+    uint8_t want[32];
+    hsp_ipv4_addr_t a = sim_server_addr(i);
+    hsp_dht_id_from_addr(want, &a);
+    CHECK(!hsp_dht_node_ephemeral(n) && memcmp(hsp_dht_node_id(n), want, 32) == 0);
+    CHECK_EQ_INT(events[i][HSP_DHT_EVENT_PERSISTENT], 1);
+  }
+  /* Other nodes now store them. */
+  size_t holders = 0;
+  for (int i = 1; i < first; i++) {
+    uint8_t id[32];
+    hsp_ipv4_addr_t a = sim_server_addr(first);
+    hsp_dht_id_from_addr(id, &a);
+    holders += hsp_dht_table_get(hsp_dht_node_table(s.nodes[i].dht), id) != NULL;
+  }
+  printf("adaptive: persistent after ~20 min, stored by %zu of %d nodes\n", holders, first - 1);
+  CHECK(holders >= 5);
+  /* Sleep 30 s: the late tick is a wake-up; the node turns ephemeral again. */
+  s.nodes[first].frozen = true;
+  sim_run(&s, s.now + 30000, NULL, NULL);
+  s.nodes[first].frozen = false;
+  sim_run(&s, s.now + 6000, NULL, NULL);
+  CHECK(hsp_dht_node_ephemeral(s.nodes[first].dht));
+  CHECK_EQ_INT(events[first][HSP_DHT_EVENT_WAKEUP], 1);
+  CHECK_EQ_INT(events[first][HSP_DHT_EVENT_EPHEMERAL], 1);
+  sim_free(&s);
+}
+
 int main(void) {
+  test_adaptive();
   test_bootstrap_and_convergence(0, 19);
   test_bootstrap_and_convergence(100, 17);
   test_ephemeral_client(true);

@@ -53,7 +53,7 @@ async function scenario (firewalled) {
   // 1. Default connect (LAN shortcut after the relayed handshake), 2. localConnection: false,
   //    which makes the peers holepunch through PEER_HOLEPUNCH messages relayed by C nodes.
   let holepunches = 0
-  for (const [name, opts] of [['handshake relayed by C', {}], ['holepunch relayed by C (localConnection: false)', { localConnection: false }]]) {
+  for (const [name, opts] of [['connect', {}], ['connect with localConnection: false', { localConnection: false }]]) {
     const payload = crypto.randomBytes(1 << 20)
     const conn = b.connect(server.publicKey, opts)
     const received = []
