@@ -111,6 +111,27 @@ async function caseA () {
   const pong2 = await js[4].ping(to)
   check(pong2.from.port === cport, 'A: C still answers after malformed datagrams')
 
+  // Loss (§8.2 #10): a relay in front of a JS node drops the first 2 datagrams from C. C must
+  // resend identical bytes (same tid) about 1 s apart and succeed on the 3rd send.
+  const relay = dgram.createSocket('udp4')
+  await new Promise((resolve) => relay.bind(0, HOST, resolve))
+  const seen = []
+  let back = null
+  relay.on('message', (msg, rinfo) => {
+    if (rinfo.port === js[4].address().port) { relay.send(msg, back.port, back.address); return }
+    back = rinfo
+    seen.push({ t: Date.now(), hex: b4a.toString(msg, 'hex') })
+    if (seen.length > 2) relay.send(msg, js[4].address().port, HOST)
+  })
+  const t1 = Date.now()
+  const lossPong = await c.ask(`ping ${HOST}:${relay.address().port}`, /^pong/)
+  const took = Date.now() - t1
+  relay.close()
+  check(lossPong.startsWith('pong 0 '), `loss: C PING through a lossy relay answered after ${took} ms`)
+  check(seen.length === 3 && seen.every((x) => x.hex === seen[0].hex), 'loss: 3 sends with identical bytes (same tid)')
+  const gaps = seen.slice(1).map((x, i) => x.t - seen[i].t)
+  check(gaps.every((g) => g >= 900 && g <= 1500), `loss: retransmissions ~1 s apart (${gaps.join(', ')} ms)`)
+
   c.stop()
   for (const n of all) await n.destroy()
 }
