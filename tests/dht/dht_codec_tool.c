@@ -12,6 +12,7 @@
 #include "hyper_messages.h"
 #include "messages.h"
 #include "nat.h"
+#include "routing_table.h"
 
 static uint8_t in[HSP_DHT_MAX_DATAGRAM + 16], out[HSP_DHT_MAX_DATAGRAM + 16];
 static char line[2 * sizeof(in) + 64];
@@ -118,6 +119,26 @@ int main(void) {
       printf("OK ");
       put_hex(sig, 64);
       printf(" %d\n", hsp_dht_mutable_verify(sig, seq, v, kp.public_key));
+    } else if (strcmp(line, "table") == 0) {
+      /* table id(32), then ids to add (32 each, k = 20); the last 32 bytes are a target.
+       * Prints 1/0 per add (0 = row full or own id), then each row's size. */
+      hsp_dht_table_t t;
+      if (n < 64) {
+        printf("ERR %d\n", HSP_DHT_EINVAL);
+        continue;
+      }
+      hsp_dht_table_init(&t, in, 20);
+      printf("OK ");
+      for (size_t i = 32; i + 32 <= n; i += 32) {
+        hsp_dht_table_node_t node = {0};
+        memcpy(node.id, in + i, 32);
+        printf("%d", hsp_dht_table_add(&t, &node) > 0);
+      }
+      printf(" %zu", t.size);
+      for (size_t r = 0; r < HSP_DHT_ROWS; r++)
+        if (t.rows[r].count) printf(" %zu:%zu", r, t.rows[r].count);
+      printf("\n");
+      hsp_dht_table_free(&t);
     } else if (strcmp(line, "nat") == 0) {
       /* A sequence of 6-byte samples; print the sampler's verdict after each one. */
       hsp_dht_nat_sampler_t s;

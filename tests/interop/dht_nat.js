@@ -32,10 +32,37 @@ for (let i = 0; i < 500; i++) {
   }).join('')
   cases.push({ hex, want: 'OK ' + want.join(' ') })
 }
-const out = execFileSync(tool, { input: cases.map((c) => `nat ${c.hex}\n`).join('') }).toString().split('\n')
+// Routing table: random ids (many sharing long prefixes with the table id, so rows fill up)
+// added to kademlia-routing-table and to the C table; accept/reject and row sizes must agree.
+const Table = require('kademlia-routing-table')
+for (let i = 0; i < 100; i++) {
+  const id = Buffer.alloc(32)
+  for (let j = 0; j < 32; j++) id[j] = rnd(256)
+  const t = new Table(id, { k: 20 })
+  const ids = [id]
+  let flags = ''
+  const n = 1 + rnd(400)
+  for (let j = 0; j < n; j++) {
+    const x = Buffer.alloc(32)
+    for (let b = 0; b < 32; b++) x[b] = rnd(256)
+    const keep = rnd(6) // copy a prefix of the table id: rows 0..5 get crowded
+    for (let b = 0; b < keep; b++) x[b] = id[b]
+    if (rnd(50) === 0) id.copy(x) // own id
+    const dup = j > 0 && rnd(20) === 0 ? ids[1 + rnd(ids.length - 1)] : x
+    ids.push(dup)
+    const known = t.get(dup) !== null
+    const own = dup.equals(id)
+    const ok = own ? false : t.add({ id: dup })
+    flags += (ok && !own) || known ? '1' : '0'
+  }
+  let rows = ''
+  for (let r = 0; r < t.rows.length; r++) if (t.rows[r] && t.rows[r].nodes.length) rows += ` ${r}:${t.rows[r].nodes.length}`
+  cases.push({ codec: 'table', hex: Buffer.concat(ids).toString('hex'), want: `OK ${flags} ${t.size}${rows}` })
+}
+const out = execFileSync(tool, { input: cases.map((c) => `${c.codec || 'nat'} ${c.hex}\n`).join('') }).toString().split('\n')
 let failures = 0
 cases.forEach((c, i) => {
   if (out[i] !== c.want) { failures++; if (failures < 5) console.error(`FAIL case ${i}\n  js ${c.want}\n  c  ${out[i]}`) }
 })
 if (failures) { console.error(`${failures} of ${cases.length} sequences differ`); process.exit(1) }
-console.log(`dht_nat: ${cases.length} sample sequences agree with nat-sampler`)
+console.log(`dht_nat: ${cases.length - 100} NAT sample sequences agree with nat-sampler, 100 tables with kademlia-routing-table`)
