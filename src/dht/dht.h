@@ -16,7 +16,15 @@
  *
  * Time is milliseconds on any monotonic clock. Only datagrams whose first byte is 0x03 or
  * 0x13 belong here (UDX packets start with 0xff; 1-byte datagrams are holepunch probes).
- * Results come back through callbacks, always invoked from inside recv/advance/start.
+ * Results come back through callbacks, always invoked from inside recv/advance/start (never
+ * from the call that created the request or query). Callbacks may start new requests and
+ * queries, but must not destroy the node.
+ *
+ * Sockets are small integers: 0 = server socket, 1 = client socket; any other value is an
+ * opaque id of an extra socket owned by the I/O layer (e.g. a hyperdht holepunch socket),
+ * usable in request/reply options and in recv(). Requests leave from the client socket while
+ * the node is firewalled and from the server socket once it is reachable; the node includes
+ * its id only in what it sends from the server socket while persistent.
  */
 #ifndef HSP_DHT_DHT_H
 #define HSP_DHT_DHT_H
@@ -248,7 +256,8 @@ int hsp_dht_node_reply(hsp_dht_node_t *node, const hsp_dht_incoming_t *req,
 int hsp_dht_node_relay(hsp_dht_node_t *node, const hsp_dht_incoming_t *req, const uint8_t *value,
                        size_t value_len, bool has_value, const hsp_ipv4_addr_t *to, int socket);
 
-/* Iterative lookup. Returns a positive handle or a negative error. */
+/* Iterative lookup. Returns a positive handle or a negative error. The query starts at the
+ * next hsp_dht_node_advance() (next_deadline reports it as due at once). */
 long hsp_dht_node_query(hsp_dht_node_t *node, const hsp_dht_query_opts_t *opts,
                         const hsp_dht_query_cbs_t *cbs);
 /* FIND_NODE lookup of target. */
