@@ -132,6 +132,41 @@ async function caseA () {
   const gaps = seen.slice(1).map((x, i) => x.t - seen[i].t)
   check(gaps.every((g) => g >= 900 && g <= 1500), `loss: retransmissions ~1 s apart (${gaps.join(', ')} ms)`)
 
+  // Flood: 100k garbage and malformed-but-plausible datagrams from 4 sockets. The C node
+  // keeps answering and its RSS stays bounded.
+  const rss = () => Number(require('fs').readFileSync(`/proc/${c.proc.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1])
+  const rssBefore = rss()
+  const senders = []
+  for (let i = 0; i < 4; i++) {
+    const sk = dgram.createSocket('udp4')
+    await new Promise((resolve) => sk.bind(0, HOST, resolve))
+    sk.on('message', () => {})
+    senders.push(sk)
+  }
+  let sent = 0
+  for (let batch = 0; batch < 100; batch++) {
+    for (let i = 0; i < 1000; i++) {
+      let msg
+      const r = Math.random()
+      if (r < 0.3) msg = require('crypto').randomBytes(1 + Math.floor(Math.random() * 300))
+      else {
+        // request header with random flags/command/fields, truncated at a random point
+        msg = require('crypto').randomBytes(10 + Math.floor(Math.random() * 120))
+        msg[0] = Math.random() < 0.8 ? 0x03 : 0x13
+        msg[1] = Math.floor(Math.random() * 32)
+      }
+      senders[i & 3].send(msg, cport, HOST)
+      sent++
+    }
+    await sleep(5)
+  }
+  await sleep(300)
+  const rssAfter = rss()
+  for (const sk of senders) sk.close()
+  const alive = await js[4].ping(to)
+  check(alive.from.port === cport, `flood: C answers after ${sent} garbage datagrams`)
+  check(rssAfter - rssBefore < 64 * 1024, `flood: C RSS ${rssBefore} kB -> ${rssAfter} kB (ASan build)`)
+
   c.stop()
   for (const n of all) await n.destroy()
 }
