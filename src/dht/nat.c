@@ -123,3 +123,92 @@ bool hsp_dht_firewall_probe_open(const hsp_dht_firewall_probe_t *p,
   if (fresh->port == 0 || fresh->port != server_port) return false;
   return true;
 }
+
+/* ---- hyperdht NAT classification --------------------------------------------------------- */
+
+enum { FW_UNKNOWN = 0, FW_OPEN = 1, FW_CONSISTENT = 2, FW_RANDOM = 3 };
+
+void hsp_dht_nat_classifier_init(hsp_dht_nat_classifier_t *c, bool dht_firewalled) {
+  memset(c, 0, sizeof(*c));
+  c->dht_firewalled = dht_firewalled;
+  c->firewall = dht_firewalled ? FW_UNKNOWN : FW_OPEN;
+}
+
+/* Bump or append, keeping the list sorted by hits (a bumped entry moves ahead of entries
+ * with fewer hits; ties keep their order), as nat.js addSample. */
+static void add_sample(hsp_dht_nat_class_sample_t *list, size_t *n, const uint8_t host[4],
+                       uint16_t port) {
+  for (size_t i = 0; i < *n; i++) {
+    if (list[i].addr.port != port || memcmp(list[i].addr.host, host, 4) != 0) continue;
+    list[i].hits++;
+    for (; i > 0 && list[i - 1].hits < list[i].hits; i--) {
+      hsp_dht_nat_class_sample_t t = list[i - 1];
+      list[i - 1] = list[i];
+      list[i] = t;
+    }
+    return;
+  }
+  if (*n >= HSP_DHT_NAT_CLASS_MAX) return;
+  memcpy(list[*n].addr.host, host, 4);
+  list[*n].addr.port = port;
+  list[*n].hits = 1;
+  (*n)++;
+}
+
+static void update_firewall(hsp_dht_nat_classifier_t *c) {
+  if (!c->dht_firewalled) {
+    c->firewall = FW_OPEN;
+    return;
+  }
+  if (c->sampled < 3) return;
+  int max = c->full[0].hits;
+  if (max >= 3) c->firewall = FW_CONSISTENT;
+  else if (max == 1) c->firewall = FW_RANDOM;
+  else if (c->nhosts == 1 && c->sampled > 3) c->firewall = FW_RANDOM; /* 2 bad samples */
+  else if (c->nhosts > 1 && c->full[1].hits > 1) c->firewall = FW_CONSISTENT;
+  else if (c->sampled > 4) c->firewall = FW_RANDOM;
+}
+
+static void update_addresses(hsp_dht_nat_classifier_t *c) {
+  c->naddresses = 0;
+  c->has_addresses = false;
+  if (c->firewall == FW_RANDOM) {
+    c->has_addresses = true;
+    c->addresses[c->naddresses++] = c->hosts[0].addr;
+  } else if (c->firewall == FW_CONSISTENT) {
+    c->has_addresses = true;
+    for (size_t i = 0; i < c->nfull; i++)
+      if (c->full[i].hits >= 2 || c->naddresses < 2) c->addresses[c->naddresses++] = c->full[i].addr;
+  }
+  /* OPEN keeps whatever was computed before, like the reference (it never resets them). */
+}
+
+void hsp_dht_nat_classifier_update(hsp_dht_nat_classifier_t *c, bool dht_firewalled) {
+  c->dht_firewalled = dht_firewalled;
+  if (c->dht_firewalled && c->firewall == FW_OPEN) c->firewall = FW_UNKNOWN;
+  update_firewall(c);
+  if (c->firewall != FW_OPEN) update_addresses(c);
+}
+
+void hsp_dht_nat_classifier_freeze(hsp_dht_nat_classifier_t *c) { c->frozen = true; }
+
+void hsp_dht_nat_classifier_unfreeze(hsp_dht_nat_classifier_t *c) {
+  c->frozen = false;
+  update_firewall(c);
+  if (c->firewall != FW_OPEN) update_addresses(c);
+}
+
+bool hsp_dht_nat_classifier_add(hsp_dht_nat_classifier_t *c, const hsp_ipv4_addr_t *to,
+                                const hsp_ipv4_addr_t *from) {
+  for (size_t i = 0; i < c->nvisited; i++)
+    if (c->visited[i].port == from->port && memcmp(c->visited[i].host, from->host, 4) == 0)
+      goto settled;
+  if (c->nvisited < HSP_DHT_NAT_CLASS_MAX) c->visited[c->nvisited++] = *from;
+  add_sample(c->hosts, &c->nhosts, to->host, 0);
+  add_sample(c->full, &c->nfull, to->host, to->port);
+  if ((++c->sampled >= 3 || !c->dht_firewalled) && !c->frozen)
+    hsp_dht_nat_classifier_update(c, c->dht_firewalled);
+settled:
+  return c->firewall == FW_CONSISTENT || c->firewall == FW_OPEN ||
+         c->sampled >= HSP_DHT_NAT_MIN_SAMPLES;
+}

@@ -72,4 +72,45 @@ bool hsp_dht_firewall_probe_open(const hsp_dht_firewall_probe_t *p,
                                  const hsp_dht_nat_sampler_t *main, uint16_t server_port,
                                  hsp_dht_nat_sampler_t *fresh);
 
+/*
+ * hyperdht NAT classification (hyperdht 6.34 lib/nat.js, docs/protocol/hyperdht.md §4.5):
+ * samples are the `to` of dht-rpc responses on one socket, at most one per remote node.
+ * With >= 3 samples the (host, port) ranking decides CONSISTENT / RANDOM (firewall values of
+ * hyper_messages.h: 0 UNKNOWN, 1 OPEN, 2 CONSISTENT, 3 RANDOM); a non-firewalled DHT is OPEN.
+ * Reported addresses: CONSISTENT -> every pair with >= 2 hits (at least the top 2); RANDOM ->
+ * [top host, port 0]. Samples beyond the capacity are ignored (sampling asks ~4 nodes).
+ */
+#define HSP_DHT_NAT_CLASS_MAX 32
+#define HSP_DHT_NAT_MIN_SAMPLES 4
+
+typedef struct hsp_dht_nat_class_sample {
+  hsp_ipv4_addr_t addr;
+  int hits;
+} hsp_dht_nat_class_sample_t;
+
+typedef struct hsp_dht_nat_classifier {
+  bool dht_firewalled;
+  bool frozen;
+  int firewall;
+  size_t sampled;
+  hsp_dht_nat_class_sample_t hosts[HSP_DHT_NAT_CLASS_MAX]; /* port 0, by hits */
+  hsp_dht_nat_class_sample_t full[HSP_DHT_NAT_CLASS_MAX];  /* by hits */
+  size_t nhosts, nfull;
+  hsp_ipv4_addr_t visited[HSP_DHT_NAT_CLASS_MAX];
+  size_t nvisited;
+  bool has_addresses;
+  hsp_ipv4_addr_t addresses[HSP_DHT_NAT_CLASS_MAX];
+  size_t naddresses;
+} hsp_dht_nat_classifier_t;
+
+void hsp_dht_nat_classifier_init(hsp_dht_nat_classifier_t *c, bool dht_firewalled);
+/* Add the sample `to` reported by node `from`. Returns true when the analysis is settled
+ * (CONSISTENT or OPEN, or at least HSP_DHT_NAT_MIN_SAMPLES samples). */
+bool hsp_dht_nat_classifier_add(hsp_dht_nat_classifier_t *c, const hsp_ipv4_addr_t *to,
+                                const hsp_ipv4_addr_t *from);
+/* Re-evaluate after the DHT's firewalled state changed. */
+void hsp_dht_nat_classifier_update(hsp_dht_nat_classifier_t *c, bool dht_firewalled);
+void hsp_dht_nat_classifier_freeze(hsp_dht_nat_classifier_t *c);
+void hsp_dht_nat_classifier_unfreeze(hsp_dht_nat_classifier_t *c);
+
 #endif

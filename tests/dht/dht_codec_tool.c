@@ -139,6 +139,22 @@ int main(void) {
         if (t.rows[r].count) printf(" %zu:%zu", r, t.rows[r].count);
       printf("\n");
       hsp_dht_table_free(&t);
+    } else if (strcmp(line, "natclass") == 0) {
+      /* byte 0: DHT firewalled; then (to 6, from 6) samples: firewall and addresses after each. */
+      hsp_dht_nat_classifier_t c;
+      hsp_dht_nat_classifier_init(&c, n > 0 && in[0]);
+      printf("OK");
+      for (size_t i = 1; i + 12 <= n; i += 12) {
+        hsp_ipv4_addr_t to = hsp_dht_addr_from_wire(in + i), from = hsp_dht_addr_from_wire(in + i + 6);
+        hsp_dht_nat_classifier_add(&c, &to, &from);
+        printf(" %d:", c.firewall);
+        if (!c.has_addresses) printf("-");
+        for (size_t j = 0; j < c.naddresses; j++) {
+          const hsp_ipv4_addr_t *a = &c.addresses[j];
+          printf("%s%u.%u.%u.%u:%u", j ? "," : "", a->host[0], a->host[1], a->host[2], a->host[3], a->port);
+        }
+      }
+      printf("\n");
     } else if (strcmp(line, "nat") == 0) {
       /* A sequence of 6-byte samples; print the sampler's verdict after each one. */
       hsp_dht_nat_sampler_t s;

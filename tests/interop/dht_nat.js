@@ -59,10 +59,36 @@ for (let i = 0; i < 100; i++) {
   for (let r = 0; r < t.rows.length; r++) if (t.rows[r] && t.rows[r].nodes.length) rows += ` ${r}:${t.rows[r].nodes.length}`
   cases.push({ codec: 'table', hex: Buffer.concat(ids).toString('hex'), want: `OK ${flags} ${t.size}${rows}` })
 }
+// hyperdht NAT classification (lib/nat.js): random (to, from) sample sequences.
+const Nat = require('hyperdht/lib/nat')
+let natClassCases = 0
+for (let i = 0; i < 300; i++) {
+  const firewalled = rnd(5) !== 0
+  const nat = new Nat({ firewalled }, null, null)
+  const hosts = ['1.2.3.4', '5.6.7.8', '9.9.9.9'].slice(0, 1 + rnd(3))
+  const ports = [1000, 1001, 2000].slice(0, 1 + rnd(3))
+  const bufs = [Buffer.from([firewalled ? 1 : 0])]
+  const want = []
+  const n = 1 + rnd(12)
+  for (let j = 0; j < n; j++) {
+    const to = { host: hosts[rnd(hosts.length)], port: rnd(3) ? ports[0] : ports[rnd(ports.length)] }
+    const from = { host: '10.0.0.' + (1 + rnd(3)), port: 1 + rnd(6) }
+    nat.add(to, from)
+    for (const a of [to, from]) {
+      const b = Buffer.alloc(6)
+      a.host.split('.').forEach((x, k) => { b[k] = Number(x) })
+      b.writeUInt16LE(a.port, 4)
+      bufs.push(b)
+    }
+    want.push(`${nat.firewall}:` + (nat.addresses ? nat.addresses.map((x) => `${x.host}:${x.port}`).join(',') : '-'))
+  }
+  cases.push({ codec: 'natclass', hex: Buffer.concat(bufs).toString('hex'), want: 'OK ' + want.join(' ') })
+  natClassCases++
+}
 const out = execFileSync(tool, { input: cases.map((c) => `${c.codec || 'nat'} ${c.hex}\n`).join('') }).toString().split('\n')
 let failures = 0
 cases.forEach((c, i) => {
   if (out[i] !== c.want) { failures++; if (failures < 5) console.error(`FAIL case ${i}\n  js ${c.want}\n  c  ${out[i]}`) }
 })
 if (failures) { console.error(`${failures} of ${cases.length} sequences differ`); process.exit(1) }
-console.log(`dht_nat: ${cases.length - 100} NAT sample sequences agree with nat-sampler, 100 tables with kademlia-routing-table`)
+console.log(`dht_nat: ${cases.length - 100 - natClassCases} NAT sample sequences agree with nat-sampler, 100 tables with kademlia-routing-table, ${natClassCases} sequences with hyperdht nat.js`)
