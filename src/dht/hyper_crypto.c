@@ -1,6 +1,7 @@
 #include "hyper_crypto.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,4 +88,43 @@ bool hsp_dht_mutable_verify(const uint8_t sig[64], uint64_t seq, hsp_bytes_t val
   uint8_t signable[64];
   if (hsp_dht_mutable_signable(signable, seq, value)) return false;
   return crypto_sign_verify_detached(sig, signable, sizeof(signable), public_key) == 0;
+}
+
+void hsp_dht_holepunch_secret(uint8_t out[32], const uint8_t *handshake_hash, size_t hash_len) {
+  uint8_t ns[32];
+  hsp_dht_namespace(ns, HSP_HYPER_PEER_HOLEPUNCH);
+  crypto_generichash(out, 32, ns, sizeof(ns), handshake_hash, hash_len);
+}
+
+void hsp_dht_holepunch_token(uint8_t out[32], const uint8_t local_secret[32], const uint8_t host[4]) {
+  char text[16];
+  int n = snprintf(text, sizeof(text), "%u.%u.%u.%u", host[0], host[1], host[2], host[3]);
+  crypto_generichash(out, 32, (const uint8_t *)text, (size_t)n, local_secret, 32);
+}
+
+long hsp_dht_holepunch_payload_seal(uint8_t *buf, size_t cap, const hsp_dht_holepunch_payload_t *p,
+                                    const uint8_t secret[32], const uint8_t nonce[24]) {
+  long plen = hsp_dht_holepunch_payload_encode(NULL, 0, p);
+  if (plen < 0) return plen;
+  size_t total = (size_t)plen + HSP_DHT_HOLEPUNCH_OVERHEAD;
+  if (!buf) return (long)total;
+  if (cap < total) return HSP_DHT_ENOBUFS;
+  uint8_t *plain = malloc((size_t)plen ? (size_t)plen : 1);
+  if (!plain) return HSP_DHT_ENOMEM;
+  hsp_dht_holepunch_payload_encode(plain, (size_t)plen, p);
+  memcpy(buf, nonce, 24);
+  crypto_secretbox_easy(buf + 24, plain, (size_t)plen, nonce, secret);
+  sodium_memzero(plain, (size_t)plen);
+  free(plain);
+  return (long)total;
+}
+
+int hsp_dht_holepunch_payload_open(hsp_dht_holepunch_payload_t *p, uint8_t *plain, size_t cap,
+                                   const uint8_t *in, size_t len, const uint8_t secret[32]) {
+  /* The reference refuses an empty plaintext too (end <= start). */
+  if (len <= HSP_DHT_HOLEPUNCH_OVERHEAD || cap < len - HSP_DHT_HOLEPUNCH_OVERHEAD)
+    return HSP_DHT_EMALFORMED;
+  if (crypto_secretbox_open_easy(plain, in + 24, len - 24, in, secret) != 0)
+    return HSP_DHT_ESIGNATURE;
+  return hsp_dht_holepunch_payload_decode(p, plain, len - HSP_DHT_HOLEPUNCH_OVERHEAD);
 }

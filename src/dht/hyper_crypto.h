@@ -48,4 +48,20 @@ int hsp_dht_mutable_sign(uint8_t sig[64], uint64_t seq, hsp_bytes_t value,
 bool hsp_dht_mutable_verify(const uint8_t sig[64], uint64_t seq, hsp_bytes_t value,
                             const uint8_t public_key[32]);
 
+/* Holepunch payload encryption (secure-payload.js, hyperdht.md §1.5): the key is
+ * BLAKE2b-256(input = NS_PEER_HOLEPUNCH, key = the 64-byte Noise handshake hash); the wire
+ * form is nonce(24) || crypto_secretbox_easy(plaintext) (MAC first), 40 bytes of overhead. */
+#define HSP_DHT_HOLEPUNCH_OVERHEAD 40
+void hsp_dht_holepunch_secret(uint8_t out[32], const uint8_t *handshake_hash, size_t hash_len);
+/* Address token: BLAKE2b-256(ASCII dotted quad of host, key = local 32-byte secret). */
+void hsp_dht_holepunch_token(uint8_t out[32], const uint8_t local_secret[32], const uint8_t host[4]);
+/* Encode and encrypt p with the given nonce (draw it at random). Returns the length or a
+ * negative error; buf == NULL returns the size needed. */
+long hsp_dht_holepunch_payload_seal(uint8_t *buf, size_t cap, const hsp_dht_holepunch_payload_t *p,
+                                    const uint8_t secret[32], const uint8_t nonce[24]);
+/* Decrypt into plain (cap >= len - 40) and decode; p's views point into plain. Returns 0,
+ * HSP_DHT_ESIGNATURE when authentication fails, or HSP_DHT_EMALFORMED. */
+int hsp_dht_holepunch_payload_open(hsp_dht_holepunch_payload_t *p, uint8_t *plain, size_t cap,
+                                   const uint8_t *in, size_t len, const uint8_t secret[32]);
+
 #endif

@@ -155,6 +155,31 @@ int main(void) {
         }
       }
       printf("\n");
+    } else if (strcmp(line, "hpsecret") == 0 && n == 64 + 32 + 4) {
+      /* handshake hash(64) local secret(32) host(4): holepunch secret and address token. */
+      uint8_t secret[32], token[32];
+      hsp_dht_holepunch_secret(secret, in, 64);
+      hsp_dht_holepunch_token(token, in + 64, in + 96);
+      printf("OK ");
+      put_hex(secret, 32);
+      printf(" ");
+      put_hex(token, 32);
+      printf("\n");
+    } else if (strcmp(line, "hpopen") == 0) {
+      /* secret(32) sealed payload: print the re-encoded plaintext. */
+      hsp_dht_holepunch_payload_t p;
+      int err = n < 32 ? HSP_DHT_EMALFORMED
+                       : hsp_dht_holepunch_payload_open(&p, out, sizeof(out), in + 32, n - 32, in);
+      long len = err ? err : hsp_dht_holepunch_payload_encode(out + 32768, 32768, &p);
+      if (len < 0) printf("ERR %ld\n", len);
+      else { printf("OK "); put_hex(out + 32768, (size_t)len); printf("\n"); }
+    } else if (strcmp(line, "hpseal") == 0) {
+      /* secret(32) nonce(24) plaintext encoding: print the sealed payload. */
+      hsp_dht_holepunch_payload_t p;
+      int err = n < 56 ? HSP_DHT_EMALFORMED : hsp_dht_holepunch_payload_decode(&p, in + 56, n - 56);
+      long len = err ? err : hsp_dht_holepunch_payload_seal(out, sizeof(out), &p, in, in + 32);
+      if (len < 0) printf("ERR %ld\n", len);
+      else { printf("OK "); put_hex(out, (size_t)len); printf("\n"); }
     } else if (strcmp(line, "nat") == 0) {
       /* A sequence of 6-byte samples; print the sampler's verdict after each one. */
       hsp_dht_nat_sampler_t s;

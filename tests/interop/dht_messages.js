@@ -142,6 +142,38 @@ for (let i = 0; i < 60; i++) {
   const seq = num(); const value = bytes(len())
   cases.push({ codec: 'mutsig', hex: hex(b4a.concat([seed, c.encode(m.mutableSignable, { seq, value })])), want: hex(Persistent.signMutable(seq, value, keyPair)) + ' 1' })
 }
+// Holepunch payload encryption: JS seals -> C opens (plaintext re-encodes identically);
+// C seals with a given nonce -> JS opens it (secure-payload.js) and re-encodes identically.
+const HolepunchPayload = require('hyperdht/lib/secure-payload')
+const sealedByC = []
+for (let i = 0; i < 60; i++) {
+  const secret = bytes(32)
+  const payload = gens.holepunchPayload()
+  const plain = c.encode(m.holepunchPayload, payload)
+  const hp = new HolepunchPayload(secret)
+  cases.push({ codec: 'hpopen', hex: hex(b4a.concat([secret, hp.encrypt(payload)])), want: hex(plain) })
+  const nonce = bytes(24)
+  sealedByC.push({ secret, plain, index: cases.length })
+  cases.push({ codec: 'hpseal', hex: hex(b4a.concat([secret, nonce, plain])), check: 'sealed' })
+}
+for (let i = 0; i < 20; i++) {
+  const hash = bytes(64)
+  const local = bytes(32)
+  const host = addr().host
+  const { NS } = require('hyperdht/lib/constants')
+  const secret = b4a.alloc(32)
+  sodium.crypto_generichash(secret, NS.PEER_HOLEPUNCH, hash)
+  const hp = new HolepunchPayload(secret)
+  hp._localSecret = local
+  const hostBytes = b4a.from(host.split('.').map(Number))
+  cases.push({ codec: 'hpsecret', hex: hex(b4a.concat([hash, local, hostBytes])), want: hex(secret) + ' ' + hex(hp.token({ host })) })
+}
+{ // tampered ciphertext is refused
+  const secret = bytes(32)
+  const sealed = new HolepunchPayload(secret).encrypt(gens.holepunchPayload())
+  sealed[sealed.length - 1] ^= 1
+  cases.push({ codec: 'hpopen', hex: hex(b4a.concat([secret, sealed])), want: 'ERR -12', raw: true })
+}
 // Documented exceptions: a noise payload of another version is reported, not re-encoded.
 const VERSION2 = '02'
 
@@ -228,6 +260,13 @@ async function main () {
     const k = cases[i]
     const line = out[i] || ''
     counts[k.codec] = (counts[k.codec] || 0) + 1
+    if (k.raw) { if (line !== k.want) fail(`${k.codec} -> ${line}, want ${k.want}`); continue }
+    if (k.check === 'sealed') {
+      const s = sealedByC.find((x) => x.index === i)
+      const opened = new HolepunchPayload(s.secret).decrypt(b4a.from(line.slice(3), 'hex'))
+      if (!opened || hex(c.encode(m.holepunchPayload, opened)) !== hex(s.plain)) fail(`hpseal: JS cannot open the C payload (${line.slice(0, 60)})`)
+      continue
+    }
     if (!line.startsWith('OK ')) { fail(`${k.codec} ${k.hex.slice(0, 80)} -> ${line}`); continue }
     const rest = line.slice(3)
     const sp = rest.indexOf(' ')
