@@ -241,6 +241,8 @@ const hsp_dht_nat_sampler_t *hsp_dht_node_nat(const hsp_dht_node_t *node);
 /* Our public address if known, reachable and persistent-capable (dht-rpc remoteAddress()). */
 bool hsp_dht_node_remote_address(const hsp_dht_node_t *node, hsp_ipv4_addr_t *out);
 size_t hsp_dht_node_inflight(const hsp_dht_node_t *node);
+/* The latest time the node was given (by init, recv or advance). */
+uint64_t hsp_dht_node_now(const hsp_dht_node_t *node);
 /* Add a known node (e.g. from a saved list); its id is derived from the address. */
 void hsp_dht_node_add_node(hsp_dht_node_t *node, const hsp_ipv4_addr_t *addr);
 

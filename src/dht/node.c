@@ -1016,6 +1016,7 @@ const uint8_t *hsp_dht_node_id(const hsp_dht_node_t *n) { return n->ephemeral ? 
 hsp_dht_table_t *hsp_dht_node_table(hsp_dht_node_t *n) { return &n->table; }
 const hsp_dht_nat_sampler_t *hsp_dht_node_nat(const hsp_dht_node_t *n) { return &n->nat; }
 size_t hsp_dht_node_inflight(const hsp_dht_node_t *n) { return n->inflight_len; }
+uint64_t hsp_dht_node_now(const hsp_dht_node_t *n) { return n->now; }
 
 bool hsp_dht_node_remote_address(const hsp_dht_node_t *n, hsp_ipv4_addr_t *out) {
   if (!n->nat.has_host || !n->nat.port || n->firewalled) return false;

@@ -134,6 +134,10 @@ bool sim_run(sim_t *s, uint64_t until, bool (*done)(sim_t *s, void *ctx), void *
       uint64_t d = hsp_dht_node_next_deadline(s->nodes[i].dht);
       if (d < next) next = d;
     }
+    if (s->extra_deadline) {
+      uint64_t d = s->extra_deadline(s->extra_ctx);
+      if (d < next) next = d;
+    }
     if (next > until) {
       s->now = until;
       return done ? done(s, ctx) : true;
@@ -153,6 +157,12 @@ bool sim_run(sim_t *s, uint64_t until, bool (*done)(sim_t *s, void *ctx), void *
     for (int i = 0; i < s->count; i++)
       if (!s->nodes[i].frozen && hsp_dht_node_next_deadline(s->nodes[i].dht) <= s->now)
         hsp_dht_node_advance(s->nodes[i].dht, s->now);
+    if (s->extra_advance && s->extra_deadline(s->extra_ctx) <= s->now) {
+      s->extra_advance(s->extra_ctx, s->now);
+      /* the extra machine may have queued requests on a node: let it start them */
+      for (int i = 0; i < s->count; i++)
+        if (!s->nodes[i].frozen) hsp_dht_node_advance(s->nodes[i].dht, s->now);
+    }
     sim_collect(s);
   }
 }

@@ -44,6 +44,10 @@ typedef struct sim {
   uint64_t sent, dropped, delivered;
   /* Optional hook: return false to drop a datagram (after loss). */
   bool (*filter)(struct sim *s, const sim_packet_t *p);
+  /* Optional extra state machine driven by the same clock (e.g. an announcer). */
+  uint64_t (*extra_deadline)(void *ctx);
+  void (*extra_advance)(void *ctx, uint64_t now);
+  void *extra_ctx;
 } sim_t;
 
 void sim_init(sim_t *s, uint64_t seed);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "announcer.h"
 #include "hyper_client.h"
 #include "sim.h"
 #include "store.h"
@@ -106,6 +107,26 @@ static size_t stored_count(void) {
   for (int i = 0; i < sim.count; i++) n += stores[i] ? hsp_dht_store_count(stores[i], sim.now) > 0 : 0;
   return n;
 }
+
+static int updates;
+static bool stopped_flag;
+static void count_update(void *ctx, hsp_dht_announcer_t *a) {
+  (void)ctx;
+  (void)a;
+  updates++;
+}
+static void mark_stopped(void *ctx, hsp_dht_announcer_t *a) {
+  (void)ctx;
+  (void)a;
+  stopped_flag = true;
+}
+static bool ann_stopped(sim_t *s, void *ctx) {
+  (void)s;
+  (void)ctx;
+  return stopped_flag;
+}
+static uint64_t ann_deadline(void *ctx) { return hsp_dht_announcer_next_deadline(ctx); }
+static void ann_advance(void *ctx, uint64_t now) { hsp_dht_announcer_advance(ctx, now); }
 
 int main(void) {
   sim_init(&sim, 77);
@@ -261,6 +282,66 @@ int main(void) {
   CHECK(hsp_dht_immutable_get(b, immutable_target, &cbs) > 0);
   CHECK(sim_run(&sim, sim.now + 60000, finished, &r));
   CHECK(r.found_value);
+
+  /* Announcer: a server on client a keeps 3 relays, replaces dead ones, unannounces on stop. */
+  static hsp_dht_announcer_t ann;
+  hsp_dht_keypair_t server;
+  memset(seed, 0x44, 32);
+  hsp_dht_keypair_from_seed(&server, seed);
+  uint8_t server_target[32];
+  hsp_dht_hash(server_target, server.public_key, 32);
+  CHECK_EQ_INT(hsp_dht_announcer_init(&ann, a, &server, server_target), 0);
+  ann.on_update = count_update;
+  ann.on_stopped = mark_stopped;
+  sim.extra_deadline = ann_deadline;
+  sim.extra_advance = ann_advance;
+  sim.extra_ctx = &ann;
+  hsp_dht_announcer_start(&ann, sim.now);
+  sim_run(&sim, sim.now + 20000, NULL, NULL);
+  CHECK(updates >= 1);
+  CHECK_EQ_INT(ann.relay_count, 3);
+  CHECK_EQ_INT(ann.relay_address_count, 3);
+  for (size_t i = 0; i < ann.relay_count; i++) CHECK(hsp_dht_announcer_is_relay(&ann, &ann.relays[i].relay_address));
+  cbs = cbs_for(&r, K_FIND_PEER, server.public_key);
+  CHECK(hsp_dht_find_peer(b, server.public_key, &cbs) > 0);
+  CHECK(sim_run(&sim, sim.now + 60000, finished, &r));
+  CHECK_EQ_INT(r.records, 3);
+  /* Two relays die: the 3 s pings notice and the next update picks live nodes. */
+  int dead[2];
+  for (int d = 0; d < 2; d++) {
+    dead[d] = ann.relays[d].relay_address.port - SIM_SERVER_BASE;
+    sim.nodes[dead[d]].alive = false;
+  }
+  int before = updates;
+  sim_run(&sim, sim.now + 30000, NULL, NULL);
+  CHECK(updates > before);
+  CHECK_EQ_INT(ann.relay_count, 3);
+  for (size_t i = 0; i < ann.relay_count; i++)
+    for (int d = 0; d < 2; d++) CHECK(ann.relays[i].relay_address.port != SIM_SERVER_BASE + dead[d]);
+  for (int d = 0; d < 2; d++) sim.nodes[dead[d]].alive = true;
+  /* Quiet period: pings every 3 s, no re-announce before ~5 min. */
+  before = updates;
+  sim_run(&sim, sim.now + 60000, NULL, NULL);
+  CHECK_EQ_INT(updates, before);
+  sim_run(&sim, sim.now + 5 * 60000, NULL, NULL);
+  CHECK(updates > before);
+  /* Stop: every relay gets an UNANNOUNCE; FIND_PEER comes back empty. */
+  hsp_dht_announcer_stop(&ann);
+  CHECK(sim_run(&sim, sim.now + 30000, ann_stopped, NULL));
+  cbs = cbs_for(&r, K_FIND_PEER, server.public_key);
+  CHECK(hsp_dht_find_peer(b, server.public_key, &cbs) > 0);
+  CHECK(sim_run(&sim, sim.now + 60000, finished, &r));
+  /* The two relays that were down missed their UNANNOUNCE and keep a stale record until it
+   * expires (as with the reference); every live relay dropped it. */
+  CHECK(r.records <= 2);
+  sim_run(&sim, sim.now + 21 * 60000, NULL, NULL);
+  cbs = cbs_for(&r, K_FIND_PEER, server.public_key);
+  CHECK(hsp_dht_find_peer(b, server.public_key, &cbs) > 0);
+  CHECK(sim_run(&sim, sim.now + 60000, finished, &r));
+  CHECK_EQ_INT(r.records, 0);
+  hsp_dht_announcer_destroy(&ann);
+  sim.extra_deadline = NULL;
+  sim.extra_advance = NULL;
 
   printf("network: sent %llu, dropped %llu\n", (unsigned long long)sim.sent,
          (unsigned long long)sim.dropped);
