@@ -11,6 +11,8 @@
  *   table                      -> "table <n> host:port..."
  *   nat                        -> "nat <host:port|->"
  *   stats                      -> "stats" + application requests received per command 0..15
+ *   serve SEED / unserve       -> announce H(pk) like a server: "relays <n>" after each
+ *                                 update, "stopped" after unannouncing
  *   ping HOST:PORT             -> "pong <err> <to host:port>"
  *   exit
  * Application command 42 is answered with "pong" (with token), 44 is ignored, others get
@@ -29,12 +31,25 @@
 
 #include "dht.h"
 #include "hex.h"
+#include "announcer.h"
 #include "hyper_client.h"
 #include "store.h"
 
 static int socks[2];
 static hsp_dht_node_t *node;
 static hsp_dht_store_t *store; /* --store: act as a hyperdht storage node */
+static hsp_dht_announcer_t announcer; /* "serve SEED" */
+static bool serving;
+
+static void on_ann_update(void *ctx, hsp_dht_announcer_t *a) {
+  (void)ctx;
+  printf("relays %zu\n", a->relay_count);
+}
+static void on_ann_stopped(void *ctx, hsp_dht_announcer_t *a) {
+  (void)ctx;
+  (void)a;
+  printf("stopped\n");
+}
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -253,6 +268,25 @@ static void command(char *line, uint64_t now) {
       return;
     }
     hsp_dht_node_advance(node, now);
+  } else if (!strncmp(line, "serve ", 6)) {
+    /* serve SEED: announce H(pk) like a listening hyperdht server */
+    uint8_t seed[32], target[32];
+    hsp_dht_keypair_t kp;
+    if (serving || hsp_hex_decode(seed, 32, line + 6)) {
+      printf("error bad seed\n");
+      return;
+    }
+    hsp_dht_keypair_from_seed(&kp, seed);
+    hsp_dht_hash(target, kp.public_key, 32);
+    hsp_dht_announcer_init(&announcer, node, &kp, target);
+    announcer.on_update = on_ann_update;
+    announcer.on_stopped = on_ann_stopped;
+    serving = true;
+    hsp_dht_announcer_start(&announcer, now);
+    hsp_dht_node_advance(node, now);
+  } else if (strcmp(line, "unserve") == 0) {
+    if (serving) hsp_dht_announcer_stop(&announcer);
+    hsp_dht_node_advance(node, now);
   } else if (strcmp(line, "stats") == 0) {
     printf("stats");
     for (int i = 0; i < 16; i++) printf(" %lu", seen_commands[i]);
@@ -260,6 +294,7 @@ static void command(char *line, uint64_t now) {
   } else if (strcmp(line, "stored") == 0) {
     printf("stored %zu\n", store ? hsp_dht_store_count(store, now) : 0);
   } else if (strcmp(line, "exit") == 0) {
+    if (serving) hsp_dht_announcer_destroy(&announcer);
     hsp_dht_node_destroy(node);
     hsp_dht_store_free(store);
     exit(0);
@@ -302,6 +337,8 @@ int main(int argc, char **argv) {
   for (;;) {
     now = now_ms();
     uint64_t deadline = hsp_dht_node_next_deadline(node);
+    if (serving && hsp_dht_announcer_next_deadline(&announcer) < deadline)
+      deadline = hsp_dht_announcer_next_deadline(&announcer);
     int timeout = deadline <= now ? 0 : deadline - now > 1000 ? 1000 : (int)(deadline - now);
     struct pollfd fds[3] = {{socks[0], POLLIN, 0}, {socks[1], POLLIN, 0}, {0, POLLIN, 0}};
     poll(fds, 3, timeout);
@@ -319,12 +356,14 @@ int main(int argc, char **argv) {
     }
     if (fds[2].revents & (POLLIN | POLLHUP)) {
       if (!fgets(line, sizeof(line), stdin)) {
+        if (serving) hsp_dht_announcer_destroy(&announcer);
         hsp_dht_node_destroy(node);
         hsp_dht_store_free(store);
         return 0;
       }
       command(line, now);
     }
+    if (serving) hsp_dht_announcer_advance(&announcer, now);
     hsp_dht_node_advance(node, now);
     flush_out();
   }

@@ -7,6 +7,7 @@
 //  - JS mutablePut stored by C; C mutableGet reads it back (verified); C mutablePut is read by
 //    JS mutableGet; JS immutablePut stored by C.
 //  - C announce(topic) accepted by the JS nodes; JS lookup finds it; C lookup finds JS announces.
+//  - C announcer: JS nodes store the C server's self-announce and drop it on unannounce.
 // Usage: node dht_hyper_live.js <dht_node_tool>
 const HyperDHT = require('hyperdht')
 const createTestnet = require('hyperdht/testnet')
@@ -94,6 +95,26 @@ async function main () {
   // Stored by every persistent node except the announcer (nodes[0]) and C itself (a query
   // never asks its own node): nodes[1] and nodes[2].
   check(Number(lk[5]) >= 2, `C lookup finds the JS announce on ${lk[5]} JS nodes`)
+
+  // 5. C announcer (a C server's announce loop): JS findPeer finds the C server's record on
+  //    3 JS relays; after unserve (UNANNOUNCE to each relay) it is gone.
+  const seed6 = b4a.alloc(32, 0x66)
+  const kp6 = HyperDHT.keyPair(seed6)
+  c.send(`serve ${hex(seed6)}`)
+  const relays = await c.wait(/^relays/)
+  check(relays === 'relays 3', `C announcer: ${relays} JS relays accepted the self-announce`)
+  let withRecord = 0
+  for await (const data of client.findPeer(kp6.publicKey)) {
+    if (data.peer && b4a.equals(data.peer.publicKey, kp6.publicKey)) withRecord++
+  }
+  check(withRecord === 3, `JS findPeer: ${withRecord} JS nodes route to the C server`)
+  c.send('unserve')
+  await c.wait(/^stopped/)
+  withRecord = 0
+  for await (const data of client.findPeer(kp6.publicKey)) {
+    if (data.peer && b4a.equals(data.peer.publicKey, kp6.publicKey)) withRecord++
+  }
+  check(withRecord === 0, 'JS findPeer after the C unannounce: no record left')
 
   c.stop()
   await client.destroy()
