@@ -7,7 +7,8 @@
 enum kind { RECORD = 1, FORWARD, BUMP, REFRESH, MUTABLE, IMMUTABLE };
 
 typedef struct entry {
-  int kind;
+  int kind;             /* 0 = free slot */
+  uint32_t next;        /* next slot in the bucket chain, or NONE */
   uint8_t key[32];
   uint8_t pk[32];       /* RECORD: announcer's public key */
   uint64_t expires;
@@ -20,59 +21,131 @@ typedef struct entry {
   size_t len;
 } entry_t;
 
+#define NONE UINT32_MAX
+
+/* Entries live in a slab (stable indices) and are chained per bucket of their key, so every
+ * kind stored under one key (records, bump, forward of a topic) shares a chain. Buckets are
+ * picked with keyed SipHash: keys are chosen by remote peers. */
 struct hsp_dht_store {
   hsp_dht_store_config_t cfg;
   entry_t *e;
-  size_t len, cap;
+  uint32_t cap, used, free_head;
+  uint32_t *buckets;
+  uint32_t nbuckets; /* power of two */
+  uint8_t hash_key[crypto_shorthash_KEYBYTES];
   uint64_t seq;
 };
 
 int hsp_dht_store_init(hsp_dht_store_t **out, const hsp_dht_store_config_t *cfg) {
+  if (sodium_init() < 0) return HSP_DHT_ENOMEM;
   hsp_dht_store_t *s = calloc(1, sizeof(*s));
   if (!s) return HSP_DHT_ENOMEM;
   if (cfg) s->cfg = *cfg;
-  if (!s->cfg.max_entries) s->cfg.max_entries = 65536;
+  if (!s->cfg.max_entries || s->cfg.max_entries > (1u << 24)) s->cfg.max_entries = 65536;
   if (!s->cfg.record_ttl_ms) s->cfg.record_ttl_ms = HSP_DHT_RECORD_TTL_MS;
   if (!s->cfg.value_ttl_ms) s->cfg.value_ttl_ms = HSP_DHT_VALUE_TTL_MS;
+  s->nbuckets = 16;
+  while (s->nbuckets < s->cfg.max_entries) s->nbuckets *= 2;
+  s->buckets = malloc(s->nbuckets * sizeof(*s->buckets));
+  if (!s->buckets) {
+    free(s);
+    return HSP_DHT_ENOMEM;
+  }
+  for (uint32_t i = 0; i < s->nbuckets; i++) s->buckets[i] = NONE;
+  s->free_head = NONE;
+  randombytes_buf(s->hash_key, sizeof(s->hash_key));
   *out = s;
   return 0;
 }
 
 void hsp_dht_store_free(hsp_dht_store_t *s) {
   if (!s) return;
-  for (size_t i = 0; i < s->len; i++) free(s->e[i].data);
+  for (uint32_t i = 0; i < s->cap; i++) free(s->e[i].data);
   free(s->e);
+  free(s->buckets);
   free(s);
 }
 
-static void drop(hsp_dht_store_t *s, size_t i) {
-  free(s->e[i].data);
-  s->e[i] = s->e[--s->len];
+static uint32_t *bucket_of(hsp_dht_store_t *s, const uint8_t key[32]) {
+  uint8_t h[crypto_shorthash_BYTES];
+  crypto_shorthash(h, key, 32, s->hash_key);
+  uint32_t v = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+  return &s->buckets[v & (s->nbuckets - 1)];
+}
+
+/* Unlink the entry at *link (a bucket head or a `next` field) and free its slot. */
+static void unlink_at(hsp_dht_store_t *s, uint32_t *link) {
+  uint32_t i = *link;
+  entry_t *x = &s->e[i];
+  *link = x->next;
+  free(x->data);
+  memset(x, 0, sizeof(*x));
+  x->next = s->free_head;
+  s->free_head = i;
+  s->used--;
+}
+
+static bool matches(const entry_t *x, int kind, const uint8_t key[32], const uint8_t *pk) {
+  return x->kind == kind && memcmp(x->key, key, 32) == 0 && (!pk || memcmp(x->pk, pk, 32) == 0);
 }
 
 static entry_t *find(hsp_dht_store_t *s, int kind, const uint8_t key[32], const uint8_t *pk,
                      uint64_t now) {
-  for (size_t i = 0; i < s->len; i++) {
-    entry_t *x = &s->e[i];
-    if (x->kind != kind || memcmp(x->key, key, 32) != 0) continue;
-    if (pk && memcmp(x->pk, pk, 32) != 0) continue;
-    if (x->expires <= now) {
-      drop(s, i);
-      return NULL;
+  uint32_t *link = bucket_of(s, key);
+  while (*link != NONE) {
+    entry_t *x = &s->e[*link];
+    if (x->expires <= now) { /* expired entries are reclaimed as chains are walked */
+      unlink_at(s, link);
+      continue;
     }
-    return x;
+    if (matches(x, kind, key, pk)) return x;
+    link = &x->next;
   }
   return NULL;
 }
 
 static void remove_kind(hsp_dht_store_t *s, int kind, const uint8_t key[32], const uint8_t *pk) {
-  for (size_t i = s->len; i-- > 0;)
-    if (s->e[i].kind == kind && memcmp(s->e[i].key, key, 32) == 0 &&
-        (!pk || memcmp(s->e[i].pk, pk, 32) == 0))
-      drop(s, i);
+  uint32_t *link = bucket_of(s, key);
+  while (*link != NONE) {
+    if (matches(&s->e[*link], kind, key, pk)) unlink_at(s, link);
+    else link = &s->e[*link].next;
+  }
 }
 
-/* Insert or overwrite (kind, key[, pk]) with a copy of data. */
+/* When full, the entry closest to expiry makes room (a scan: only under pressure). */
+static void evict_one(hsp_dht_store_t *s) {
+  uint32_t victim = NONE;
+  for (uint32_t i = 0; i < s->cap; i++)
+    if (s->e[i].kind && (victim == NONE || s->e[i].expires < s->e[victim].expires)) victim = i;
+  if (victim == NONE) return;
+  uint32_t *link = bucket_of(s, s->e[victim].key);
+  while (*link != victim) link = &s->e[*link].next;
+  unlink_at(s, link);
+}
+
+static uint32_t alloc_slot(hsp_dht_store_t *s) {
+  if (s->free_head == NONE) {
+    uint32_t cap = s->cap ? s->cap * 2 : 64;
+    if (cap > s->cfg.max_entries) cap = (uint32_t)s->cfg.max_entries;
+    if (cap <= s->cap) return NONE;
+    entry_t *e = realloc(s->e, cap * sizeof(*e));
+    if (!e) return NONE;
+    memset(e + s->cap, 0, (cap - s->cap) * sizeof(*e));
+    for (uint32_t i = cap; i-- > s->cap;) {
+      e[i].next = s->free_head;
+      s->free_head = i;
+    }
+    s->e = e;
+    s->cap = cap;
+  }
+  uint32_t i = s->free_head;
+  s->free_head = s->e[i].next;
+  s->used++;
+  return i;
+}
+
+/* Insert or overwrite (kind, key[, pk]) with a copy of data. The returned pointer is valid
+ * until the next put (the slab may move). */
 static entry_t *put(hsp_dht_store_t *s, int kind, const uint8_t key[32], const uint8_t *pk,
                     const uint8_t *data, size_t len, uint64_t expires, uint64_t now) {
   uint8_t *copy = NULL;
@@ -80,27 +153,20 @@ static entry_t *put(hsp_dht_store_t *s, int kind, const uint8_t key[32], const u
   if (len) memcpy(copy, data, len);
   entry_t *x = find(s, kind, key, pk, now);
   if (!x) {
-    if (s->len >= s->cfg.max_entries) {
-      size_t victim = 0;
-      for (size_t i = 1; i < s->len; i++)
-        if (s->e[i].expires < s->e[victim].expires) victim = i;
-      drop(s, victim);
+    if (s->used >= s->cfg.max_entries) evict_one(s);
+    uint32_t i = alloc_slot(s);
+    if (i == NONE) {
+      free(copy);
+      return NULL;
     }
-    if (s->len == s->cap) {
-      size_t cap = s->cap ? s->cap * 2 : 64;
-      entry_t *e = realloc(s->e, cap * sizeof(*e));
-      if (!e) {
-        free(copy);
-        return NULL;
-      }
-      s->e = e;
-      s->cap = cap;
-    }
-    x = &s->e[s->len++];
+    x = &s->e[i];
     memset(x, 0, sizeof(*x));
     x->kind = kind;
     memcpy(x->key, key, 32);
     if (pk) memcpy(x->pk, pk, 32);
+    uint32_t *head = bucket_of(s, key);
+    x->next = *head;
+    *head = i;
   }
   free(x->data);
   x->data = copy;
@@ -112,7 +178,7 @@ static entry_t *put(hsp_dht_store_t *s, int kind, const uint8_t key[32], const u
 
 size_t hsp_dht_store_count(const hsp_dht_store_t *s, uint64_t now) {
   size_t n = 0;
-  for (size_t i = 0; i < s->len; i++) n += s->e[i].expires > now;
+  for (uint32_t i = 0; i < s->cap; i++) n += s->e[i].kind && s->e[i].expires > now;
   return n;
 }
 
@@ -243,7 +309,7 @@ static void on_lookup(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_in
   const entry_t *picked[HSP_DHT_LOOKUP_MAX_RECORDS];
   size_t n = 0, bytes = 0;
   uint64_t bump = 0;
-  for (size_t i = s->len; i-- > 0;) {
+  for (uint32_t i = *bucket_of(s, req->target); i != NONE; i = s->e[i].next) {
     const entry_t *x = &s->e[i];
     if (x->expires <= now || memcmp(x->key, req->target, 32) != 0) continue;
     if (x->kind == BUMP) bump = x->num;

@@ -11,8 +11,8 @@
  *
  * Entries expire a fixed time after their last write (20 min for records, forwards, bumps
  * and refresh keys; 48 h for values), which lies inside the reference's generational
- * 0.67-1.33 x maxAge window. When full, the entry closest to expiry is evicted.
- * Lookups are linear over at most `max_entries` (a hash index is future work).
+ * 0.67-1.33 x maxAge window. When full, the entry closest to expiry is evicted (a scan,
+ * only under pressure). Entries are indexed by a keyed hash of their 32-byte key.
  */
 #ifndef HSP_DHT_STORE_H
 #define HSP_DHT_STORE_H
