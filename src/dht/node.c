@@ -744,9 +744,10 @@ static void recv_inner(hsp_dht_node_t *n, int socket, const hsp_ipv4_addr_t *fro
                        const uint8_t *buf, size_t len, uint64_t now) {
   if (now > n->now) n->now = now;
   start_queries(n);
-  if (n->destroyed || len < 2 || from->port == 0) return;
+  /* The firewall probe counts every datagram on the server socket, like a socket listener. */
   if (n->net_active && n->net_probe_pending && socket == HSP_DHT_SOCKET_SERVER)
     hsp_dht_firewall_probe_saw(&n->probe, from->host);
+  if (n->destroyed || len < 2 || from->port == 0) return;
   bool external = socket != request_socket(n);
   uint8_t idbuf[32];
 

@@ -545,7 +545,74 @@ static void test_flood(void) {
   hsp_dht_store_free(store);
 }
 
+/* Query pacing (§6.3): 10 in flight, +1 per slow request; background lookups use 2; every
+ * request of a lookup is sent 6 times (5 retries) before the node is given up. */
+typedef struct qdone {
+  bool done;
+  hsp_dht_query_result_t res;
+} qdone_t;
+static void on_qdone(void *ctx, const hsp_dht_query_result_t *r) {
+  qdone_t *q = ctx;
+  q->done = true;
+  q->res = *r;
+}
+
+static void test_query_pacing(void) {
+  hsp_dht_config_t cfg;
+  hsp_dht_config_default(&cfg);
+  cfg.server_port = 30001;
+  cfg.random = det_random;
+  hsp_dht_node_t *n = NULL;
+  uint64_t now = 0;
+  CHECK_EQ_INT(hsp_dht_node_init(&n, &cfg, now), 0);
+  for (uint16_t p = 0; p < 30; p++) {
+    hsp_ipv4_addr_t a = lo((uint16_t)(50000 + p));
+    hsp_dht_node_add_node(n, &a);
+  }
+  CHECK_EQ_INT(hsp_dht_node_table(n)->size, 30);
+  uint8_t target[32];
+  memset(target, 0x5a, 32);
+  qdone_t q = {0};
+  hsp_dht_query_cbs_t cbs = {NULL, on_qdone, &q};
+  CHECK(hsp_dht_node_find_node(n, target, &cbs) > 0);
+  CHECK_EQ_INT(drain(n), 0); /* starts at the next advance, never inside the call */
+  hsp_dht_node_advance(n, now);
+  CHECK_EQ_INT(drain(n), 10);
+  /* At +1000 ms all 10 time out once: each is resent and, being slow, frees a slot. */
+  hsp_dht_node_advance(n, now + 1000);
+  CHECK_EQ_INT(drain(n), 20);
+  /* Nobody ever answers: after 6 sends per node (5 retries) every node is down. */
+  int total = 30;
+  for (uint64_t t = now + 1100; t <= now + 40000 && !q.done; t += 100) {
+    hsp_dht_node_advance(n, t);
+    total += drain(n);
+  }
+  /* The table seeds only the k = 20 closest nodes; each is sent 6 times; DOWN_HINTs need
+   * referrers and there were none. */
+  CHECK(q.done);
+  CHECK_EQ_INT(q.res.closest_count, 0);
+  CHECK_EQ_INT(q.res.successes, 0);
+  CHECK_EQ_INT(q.res.errors, 20);
+  printf("query pacing: %d datagrams for 20 silent candidates\n", total);
+  CHECK_EQ_INT(total, 20 * 6);
+  /* Timed-out nodes left the routing table; the 10 never asked remain. */
+  CHECK_EQ_INT(hsp_dht_node_table(n)->size, 10);
+  hsp_dht_node_destroy(n);
+
+  /* A bootstrap (background) lookup starts with 2 requests. */
+  CHECK_EQ_INT(hsp_dht_node_init(&n, &cfg, now), 0);
+  for (uint16_t p = 0; p < 30; p++) {
+    hsp_ipv4_addr_t a = lo((uint16_t)(50000 + p));
+    hsp_dht_node_add_node(n, &a);
+  }
+  hsp_dht_node_start(n, now);
+  hsp_dht_node_advance(n, now);
+  CHECK_EQ_INT(drain(n), 2);
+  hsp_dht_node_destroy(n);
+}
+
 int main(void) {
+  test_query_pacing();
   test_flood();
   test_internal_commands();
   test_tokens_and_app_commands();
