@@ -7,8 +7,8 @@
  *
  * Sans-I/O like the node: the caller owns the struct, drives it with
  * hsp_dht_announcer_advance() at hsp_dht_announcer_next_deadline() (besides the node's own
- * deadlines), and must keep it alive until destroy. Callbacks run inside node or announcer
- * calls.
+ * deadlines), and must keep it alive until hsp_dht_announcer_destroy(), which must come
+ * before the node's destruction. Callbacks run inside node or announcer calls.
  */
 #ifndef HSP_DHT_ANNOUNCER_H
 #define HSP_DHT_ANNOUNCER_H
