@@ -1,7 +1,7 @@
 #include "hyper_crypto.h"
+#include "tokens.h"
 
 #include <sodium.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,9 +97,7 @@ void hsp_dht_holepunch_secret(uint8_t out[32], const uint8_t *handshake_hash, si
 }
 
 void hsp_dht_holepunch_token(uint8_t out[32], const uint8_t local_secret[32], const uint8_t host[4]) {
-  char text[16];
-  int n = snprintf(text, sizeof(text), "%u.%u.%u.%u", host[0], host[1], host[2], host[3]);
-  crypto_generichash(out, 32, (const uint8_t *)text, (size_t)n, local_secret, 32);
+  hsp_dht_host_token(out, local_secret, host);
 }
 
 long hsp_dht_holepunch_payload_seal(uint8_t *buf, size_t cap, const hsp_dht_holepunch_payload_t *p,

@@ -40,7 +40,7 @@ static long random_offset(hsp_dht_node_t *n, long max) {
   return max - (long)(r * 0.5 * (double)max);
 }
 
-static bool grow(void **arr, size_t *cap, size_t need, size_t elem) {
+bool hsp_dht__grow(void **arr, size_t *cap, size_t need, size_t elem) {
   if (need <= *cap) return true;
   size_t c = *cap ? *cap * 2 : 8;
   while (c < need) c *= 2;
@@ -77,7 +77,7 @@ static void cong_drain(hsp_dht_congestion_t *c) {
 static void emit_datagram(hsp_dht_node_t *n, int socket, const hsp_ipv4_addr_t *to, uint8_t ttl,
                           const uint8_t *buf, size_t len) {
   if (n->out_head > 0 && n->out_head == n->out_len) n->out_head = n->out_len = 0;
-  if (!grow((void **)&n->out, &n->out_cap, n->out_len + 1, sizeof(*n->out))) return;
+  if (!hsp_dht__grow((void **)&n->out, &n->out_cap, n->out_len + 1, sizeof(*n->out))) return;
   uint8_t *copy = malloc(len);
   if (!copy) return;
   memcpy(copy, buf, len);
@@ -141,7 +141,7 @@ hsp_dht_req_t *hsp_dht__request_new(hsp_dht_node_t *n, const hsp_ipv4_addr_t *to
                                     const uint8_t *token, const uint8_t *target,
                                     const uint8_t *value, size_t value_len, bool has_value) {
   if (n->destroyed) return NULL;
-  if (!grow((void **)&n->inflight, &n->inflight_cap, n->inflight_len + 1, sizeof(void *)))
+  if (!hsp_dht__grow((void **)&n->inflight, &n->inflight_cap, n->inflight_len + 1, sizeof(void *)))
     return NULL;
   hsp_dht_req_t *r = calloc(1, sizeof(*r));
   if (!r) return NULL;
@@ -204,7 +204,7 @@ void hsp_dht__request_send(hsp_dht_node_t *n, hsp_dht_req_t *r) {
     }
   }
   if (!r->force && cong_full(&n->congestion)) {
-    if (!r->queued && grow((void **)&n->pending, &n->pending_cap, n->pending_len + 1, sizeof(void *))) {
+    if (!r->queued && hsp_dht__grow((void **)&n->pending, &n->pending_cap, n->pending_len + 1, sizeof(void *))) {
       n->pending[n->pending_len++] = r;
       r->queued = true;
     }
@@ -703,7 +703,7 @@ static void on_request(hsp_dht_node_t *n, int socket, const hsp_ipv4_addr_t *fro
       const uint8_t *v = req->value.data;
       uint32_t delay = (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 24;
       if (delay > HSP_DHT_MAX_PING_DELAY_MS) return;
-      if (!grow((void **)&n->delayed, &n->delayed_cap, n->delayed_len + 1, sizeof(*n->delayed)))
+      if (!hsp_dht__grow((void **)&n->delayed, &n->delayed_cap, n->delayed_len + 1, sizeof(*n->delayed)))
         return;
       n->delayed[n->delayed_len++] = (hsp_dht_delayed_t){n->now + delay, socket, req->tid, *from};
       return;

@@ -128,6 +128,9 @@ struct hsp_dht_node {
   hsp_dht_firewall_probe_t probe;
 };
 
+/* Grow *arr (of elem-sized items, capacity *cap) to hold need items; false on OOM. */
+bool hsp_dht__grow(void **arr, size_t *cap, size_t need, size_t elem);
+
 /* node.c services used by query.c */
 hsp_dht_req_t *hsp_dht__request_new(hsp_dht_node_t *n, const hsp_ipv4_addr_t *to,
                                     const uint8_t *to_id, bool internal, uint64_t command,

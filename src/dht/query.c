@@ -60,17 +60,6 @@ struct hsp_dht_query {
   query_end_fn on_end;
 };
 
-static bool grow(void **arr, size_t *cap, size_t need, size_t elem) {
-  if (need <= *cap) return true;
-  size_t c = *cap ? *cap * 2 : 16;
-  while (c < need) c *= 2;
-  void *p = realloc(*arr, c * elem);
-  if (!p) return false;
-  *arr = p;
-  *cap = c;
-  return true;
-}
-
 long hsp_dht__query_handle(const struct hsp_dht_query *q) { return q->handle; }
 bool hsp_dht__query_started(const struct hsp_dht_query *q) { return q->started; }
 void hsp_dht__query_set_concurrency(struct hsp_dht_query *q, size_t c) { q->concurrency = c; }
@@ -87,7 +76,7 @@ static bool is_closer(const struct hsp_dht_query *q, const uint8_t id[HSP_DHT_ID
 }
 
 static void push_ref(seen_entry_t *e, const hsp_ipv4_addr_t *ref) {
-  if (grow((void **)&e->refs, &e->cap, e->nrefs + 1, sizeof(*e->refs))) e->refs[e->nrefs++] = *ref;
+  if (hsp_dht__grow((void **)&e->refs, &e->cap, e->nrefs + 1, sizeof(*e->refs))) e->refs[e->nrefs++] = *ref;
 }
 
 /* query.js _addPending: returns whether the node is closer than the current k-th reply,
@@ -106,8 +95,8 @@ static bool add_pending(hsp_dht_node_t *n, struct hsp_dht_query *q, const candid
     return closer;
   }
   if (!closer) return false;
-  if (!grow((void **)&q->seen, &q->seen_cap, q->nseen + 1, sizeof(*q->seen))) return false;
-  if (!grow((void **)&q->pending, &q->pending_cap, q->npending + 1, sizeof(*q->pending)))
+  if (!hsp_dht__grow((void **)&q->seen, &q->seen_cap, q->nseen + 1, sizeof(*q->seen))) return false;
+  if (!hsp_dht__grow((void **)&q->pending, &q->pending_cap, q->npending + 1, sizeof(*q->pending)))
     return false;
   e = &q->seen[q->nseen++];
   *e = (seen_entry_t){.addr = c->addr, .state = SEEN_REFS};
@@ -321,7 +310,7 @@ static void visit(hsp_dht_node_t *n, struct hsp_dht_query *q, const candidate_t 
 struct hsp_dht_query *hsp_dht__query_new(hsp_dht_node_t *n, const hsp_dht_query_opts_t *o,
                                          const hsp_dht_query_cbs_t *cbs) {
   if (n->destroyed) return NULL;
-  if (!grow((void **)&n->queries, &n->queries_cap, n->queries_len + 1, sizeof(void *))) return NULL;
+  if (!hsp_dht__grow((void **)&n->queries, &n->queries_cap, n->queries_len + 1, sizeof(void *))) return NULL;
   struct hsp_dht_query *q = calloc(1, sizeof(*q));
   if (!q) return NULL;
   q->k = n->table.k;
@@ -400,7 +389,7 @@ void hsp_dht__query_destroy(hsp_dht_node_t *n, struct hsp_dht_query *q, int err)
   if (q->on_end) q->on_end(n, q, err);
   if (q->cbs.on_done) q->cbs.on_done(q->cbs.ctx, &res);
   /* Callers up the stack may still hold q: free it when the node returns to its caller. */
-  if (grow((void **)&n->dead, &n->dead_cap, n->dead_len + 1, sizeof(void *))) n->dead[n->dead_len++] = q;
+  if (hsp_dht__grow((void **)&n->dead, &n->dead_cap, n->dead_len + 1, sizeof(void *))) n->dead[n->dead_len++] = q;
   else q->ended = true; /* leaked rather than risk a use after free; only on OOM */
 }
 

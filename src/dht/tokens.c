@@ -23,11 +23,15 @@ void hsp_dht_tokens_drain(hsp_dht_tokens_t *t) {
   sodium_memzero(old, sizeof(old));
 }
 
-void hsp_dht_token_create(const hsp_dht_tokens_t *t, uint8_t out[32], const uint8_t host[4],
-                          int which) {
+void hsp_dht_host_token(uint8_t out[32], const uint8_t key[32], const uint8_t host[4]) {
   char text[16];
   int n = snprintf(text, sizeof(text), "%u.%u.%u.%u", host[0], host[1], host[2], host[3]);
-  crypto_generichash(out, 32, (const uint8_t *)text, (size_t)n, t->secrets[which ? 1 : 0], 32);
+  crypto_generichash(out, 32, (const uint8_t *)text, (size_t)n, key, 32);
+}
+
+void hsp_dht_token_create(const hsp_dht_tokens_t *t, uint8_t out[32], const uint8_t host[4],
+                          int which) {
+  hsp_dht_host_token(out, t->secrets[which ? 1 : 0], host);
 }
 
 bool hsp_dht_token_verify(const hsp_dht_tokens_t *t, const uint8_t token[32],

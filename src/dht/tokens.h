@@ -29,4 +29,8 @@ void hsp_dht_token_create(const hsp_dht_tokens_t *t, uint8_t out[32], const uint
 bool hsp_dht_token_verify(const hsp_dht_tokens_t *t, const uint8_t token[32],
                           const uint8_t host[4]);
 
+/* BLAKE2b-256(ASCII dotted quad of host, key): the shape of every address token in the
+ * stack (dht-rpc write tokens here, hyperdht holepunch tokens in hyper_crypto.c). */
+void hsp_dht_host_token(uint8_t out[32], const uint8_t key[32], const uint8_t host[4]);
+
 #endif
