@@ -34,7 +34,50 @@ struct hsp_dht_store {
   uint32_t nbuckets; /* power of two */
   uint8_t hash_key[crypto_shorthash_KEYBYTES];
   uint64_t seq;
+  struct server {
+    bool used;
+    uint8_t target[32];
+    uint8_t record[32 + 1 + 6 * HSP_DHT_MAX_RELAY_ADDRESSES + 8];
+    size_t record_len;
+    hsp_dht_server_handshake_fn on_handshake;
+    hsp_dht_server_holepunch_fn on_holepunch;
+    void *ctx;
+  } servers[HSP_DHT_STORE_MAX_SERVERS];
 };
+
+static struct server *local_server(hsp_dht_store_t *s, const hsp_dht_incoming_t *req) {
+  if (!req->has_target) return NULL;
+  for (size_t i = 0; i < HSP_DHT_STORE_MAX_SERVERS; i++)
+    if (s->servers[i].used && memcmp(s->servers[i].target, req->target, 32) == 0)
+      return &s->servers[i];
+  return NULL;
+}
+
+int hsp_dht_store_listen(hsp_dht_store_t *s, const uint8_t target[32], const uint8_t *record,
+                         size_t record_len, hsp_dht_server_handshake_fn on_handshake,
+                         hsp_dht_server_holepunch_fn on_holepunch, void *ctx) {
+  if (record_len > sizeof(s->servers[0].record)) return HSP_DHT_ERANGE;
+  hsp_dht_store_unlisten(s, target);
+  for (size_t i = 0; i < HSP_DHT_STORE_MAX_SERVERS; i++) {
+    struct server *x = &s->servers[i];
+    if (x->used) continue;
+    x->used = true;
+    memcpy(x->target, target, 32);
+    memcpy(x->record, record, record_len);
+    x->record_len = record_len;
+    x->on_handshake = on_handshake;
+    x->on_holepunch = on_holepunch;
+    x->ctx = ctx;
+    return 0;
+  }
+  return HSP_DHT_ENOMEM;
+}
+
+void hsp_dht_store_unlisten(hsp_dht_store_t *s, const uint8_t target[32]) {
+  for (size_t i = 0; i < HSP_DHT_STORE_MAX_SERVERS; i++)
+    if (s->servers[i].used && memcmp(s->servers[i].target, target, 32) == 0)
+      memset(&s->servers[i], 0, sizeof(s->servers[i]));
+}
 
 int hsp_dht_store_init(hsp_dht_store_t **out, const hsp_dht_store_config_t *cfg) {
   if (sodium_init() < 0) return HSP_DHT_ENOMEM;
@@ -325,13 +368,17 @@ static void on_lookup(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_in
     }
     picked[at] = x;
   }
-  entry_t *fwd = find(s, FORWARD, req->target, NULL, now);
+  /* The forward record (a relayed server, or our own server) comes last if there is room. */
+  struct server *srv = local_server(s, req);
+  entry_t *fwd = srv ? NULL : find(s, FORWARD, req->target, NULL, now);
   if (fwd && n < HSP_DHT_LOOKUP_MAX_RECORDS) picked[n++] = fwd;
-  if (!n) {
+  bool own = srv && n < HSP_DHT_LOOKUP_MAX_RECORDS;
+  if (!n && !own) {
     reply(node, req, NULL, 0, false, true, 0);
     return;
   }
   for (size_t i = 0; i < n; i++) bytes += picked[i]->len;
+  if (own) bytes += srv->record_len;
   uint8_t *peers = malloc(bytes ? bytes : 1);
   if (!peers) return;
   size_t off = 0;
@@ -339,7 +386,8 @@ static void on_lookup(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_in
     memcpy(peers + off, picked[i]->data, picked[i]->len);
     off += picked[i]->len;
   }
-  hsp_dht_lookup_reply_t lr = {n, {peers, bytes}, bump};
+  if (own) memcpy(peers + off, srv->record, srv->record_len);
+  hsp_dht_lookup_reply_t lr = {n + (own ? 1 : 0), {peers, bytes}, bump};
   long len = hsp_dht_lookup_reply_encode(NULL, 0, &lr);
   uint8_t *buf = len > 0 ? malloc((size_t)len) : NULL;
   if (buf && hsp_dht_lookup_reply_encode(buf, (size_t)len, &lr) == len)
@@ -422,23 +470,26 @@ static void on_immutable_get(hsp_dht_store_t *s, hsp_dht_node_t *node,
 static void on_find_peer(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_incoming_t *req,
                          uint64_t now) {
   if (!req->has_target) return;
-  entry_t *fwd = find(s, FORWARD, req->target, NULL, now);
-  if (fwd) reply(node, req, fwd->data, fwd->len, true, true, 0);
+  struct server *srv = local_server(s, req);
+  entry_t *fwd = srv ? NULL : find(s, FORWARD, req->target, NULL, now);
+  if (srv) reply(node, req, srv->record, srv->record_len, true, true, 0);
+  else if (fwd) reply(node, req, fwd->data, fwd->len, true, true, 0);
   else reply(node, req, NULL, 0, false, true, 0);
 }
 
 /* Relay a request onwards with a new hyperdht value (same tid, command and target). */
 static void relay_handshake(hsp_dht_node_t *node, const hsp_dht_incoming_t *req,
-                            const hsp_dht_handshake_t *hs, const hsp_ipv4_addr_t *to) {
+                            const hsp_dht_handshake_t *hs, const hsp_ipv4_addr_t *to, int socket) {
   uint8_t buf[2048];
   long len = hsp_dht_handshake_encode(buf, sizeof(buf), hs);
-  if (len >= 0) hsp_dht_node_relay(node, req, buf, (size_t)len, true, to, -1);
+  if (len >= 0) hsp_dht_node_relay(node, req, buf, (size_t)len, true, to, socket);
 }
 
 static void reply_to(hsp_dht_node_t *node, const hsp_dht_incoming_t *req, const uint8_t *value,
-                     size_t len, const hsp_ipv4_addr_t *to) {
+                     size_t len, const hsp_ipv4_addr_t *to, int socket) {
   hsp_dht_reply_opts_t o;
   hsp_dht_reply_opts_default(&o);
+  o.socket = socket;
   o.value = value;
   o.value_len = len;
   o.has_value = true;
@@ -455,6 +506,29 @@ static void on_peer_handshake(hsp_dht_store_t *s, hsp_dht_node_t *node,
   hsp_dht_handshake_t hs;
   if (!req->has_value || hsp_dht_handshake_decode(&hs, req->value.data, req->value.len) != 0)
     return;
+  struct server *srv = local_server(s, req);
+  if (srv) {
+    hsp_dht_server_reply_t rep = {NULL, 0, -1};
+    const hsp_ipv4_addr_t *client = hs.has_peer_address ? &hs.peer_address : &req->from;
+    if (!srv->on_handshake || !srv->on_handshake(srv->ctx, req, &hs, client, &rep) || !rep.data)
+      return;
+    hsp_dht_handshake_t out = {.noise = {rep.data, rep.len},
+                               .has_peer_address = hs.has_peer_address,
+                               .peer_address = hs.peer_address};
+    uint8_t buf[2048];
+    if (hs.mode == HSP_HYPER_FROM_CLIENT) {
+      hsp_dht_handshake_t direct = {.mode = HSP_HYPER_REPLY, .noise = {rep.data, rep.len}};
+      long len = hsp_dht_handshake_encode(buf, sizeof(buf), &direct);
+      if (len >= 0) reply_to(node, req, buf, (size_t)len, &req->from, rep.socket);
+    } else if (hs.mode == HSP_HYPER_FROM_RELAY) {
+      out.mode = HSP_HYPER_FROM_SERVER;
+      relay_handshake(node, req, &out, &req->from, rep.socket);
+    } else if (hs.mode == HSP_HYPER_FROM_SECOND_RELAY && hs.has_relay_address) {
+      out.mode = HSP_HYPER_FROM_SERVER;
+      relay_handshake(node, req, &out, &hs.relay_address, rep.socket);
+    }
+    return;
+  }
   entry_t *fwd = req->has_target ? find(s, FORWARD, req->target, NULL, now) : NULL;
   switch (hs.mode) {
   case HSP_HYPER_FROM_CLIENT: {
@@ -468,7 +542,7 @@ static void on_peer_handshake(hsp_dht_store_t *s, hsp_dht_node_t *node,
     hsp_ipv4_addr_t to = hs.has_relay_address ? hs.relay_address : fwd->relay;
     hsp_dht_handshake_t out = {.mode = HSP_HYPER_FROM_RELAY, .noise = hs.noise,
                                .has_peer_address = true, .peer_address = req->from};
-    relay_handshake(node, req, &out, &to);
+    relay_handshake(node, req, &out, &to, -1);
     return;
   }
   case HSP_HYPER_FROM_RELAY: {
@@ -478,7 +552,7 @@ static void on_peer_handshake(hsp_dht_store_t *s, hsp_dht_node_t *node,
                                .peer_address = hs.peer_address, .has_relay_address = true,
                                .relay_address = req->from};
     hsp_ipv4_addr_t to = fwd->relay;
-    relay_handshake(node, req, &out, &to);
+    relay_handshake(node, req, &out, &to, -1);
     return;
   }
   case HSP_HYPER_FROM_SERVER: {
@@ -487,7 +561,7 @@ static void on_peer_handshake(hsp_dht_store_t *s, hsp_dht_node_t *node,
                                .has_peer_address = true, .peer_address = req->from};
     uint8_t buf[2048];
     long len = hsp_dht_handshake_encode(buf, sizeof(buf), &out);
-    if (len >= 0) reply_to(node, req, buf, (size_t)len, &hs.peer_address);
+    if (len >= 0) reply_to(node, req, buf, (size_t)len, &hs.peer_address, -1);
     return;
   }
   default:
@@ -501,8 +575,20 @@ static void on_peer_holepunch(hsp_dht_store_t *s, hsp_dht_node_t *node,
   hsp_dht_holepunch_t hp;
   if (!req->has_value || hsp_dht_holepunch_decode(&hp, req->value.data, req->value.len) != 0)
     return;
-  entry_t *fwd = req->has_target ? find(s, FORWARD, req->target, NULL, now) : NULL;
+  struct server *srv = local_server(s, req);
+  entry_t *fwd = !srv && req->has_target ? find(s, FORWARD, req->target, NULL, now) : NULL;
   uint8_t buf[2048];
+  if (hp.mode == HSP_HYPER_FROM_RELAY) {
+    hsp_dht_server_reply_t rep = {NULL, 0, -1};
+    if (!srv || !hp.has_peer_address || !srv->on_holepunch ||
+        !srv->on_holepunch(srv->ctx, req, &hp, &rep) || !rep.data)
+      return;
+    hsp_dht_holepunch_t out = {.mode = HSP_HYPER_FROM_SERVER, .id = 0, .payload = {rep.data, rep.len},
+                               .has_peer_address = true, .peer_address = hp.peer_address};
+    long len = hsp_dht_holepunch_encode(buf, sizeof(buf), &out);
+    if (len >= 0) hsp_dht_node_relay(node, req, buf, (size_t)len, true, &req->from, rep.socket);
+    return;
+  }
   if (hp.mode == HSP_HYPER_FROM_CLIENT) {
     if (!hp.has_peer_address && !fwd) return;
     hsp_ipv4_addr_t to = hp.has_peer_address ? hp.peer_address : fwd->relay;
@@ -515,7 +601,7 @@ static void on_peer_holepunch(hsp_dht_store_t *s, hsp_dht_node_t *node,
     hsp_dht_holepunch_t out = {.mode = HSP_HYPER_REPLY, .id = hp.id, .payload = hp.payload,
                                .has_peer_address = true, .peer_address = req->from};
     long len = hsp_dht_holepunch_encode(buf, sizeof(buf), &out);
-    if (len >= 0) reply_to(node, req, buf, (size_t)len, hp.has_peer_address ? &hp.peer_address : &req->from);
+    if (len >= 0) reply_to(node, req, buf, (size_t)len, hp.has_peer_address ? &hp.peer_address : &req->from, -1);
   }
 }
 

@@ -56,4 +56,30 @@ bool hsp_dht_store_forward(hsp_dht_store_t *s, const uint8_t target[32], uint64_
                            hsp_dht_forward_t *out);
 size_t hsp_dht_store_count(const hsp_dht_store_t *s, uint64_t now_ms);
 
+/* Local servers (router.js entries with handlers): the node answers FIND_PEER and LOOKUP for
+ * the target with the server's record, and PEER_HANDSHAKE / PEER_HOLEPUNCH addressed to it
+ * go to the handlers, which run the Noise responder / holepunch logic of a higher layer.
+ * The store does the routing: FROM_CLIENT is answered directly, FROM_RELAY goes back to the
+ * relay as FROM_SERVER, FROM_SECOND_RELAY to the first relay. */
+typedef struct hsp_dht_server_reply {
+  const uint8_t *data; /* reply noise (handshake) or sealed payload (holepunch) */
+  size_t len;
+  int socket;          /* -1 = the socket the request came in on (e.g. a puncher socket id) */
+} hsp_dht_server_reply_t;
+/* Return false to drop the request without any reply (firewall, bad message). The reply
+ * data must stay valid until the handler returns... and is copied before that. */
+typedef bool (*hsp_dht_server_handshake_fn)(void *ctx, const hsp_dht_incoming_t *req,
+                                            const hsp_dht_handshake_t *hs,
+                                            const hsp_ipv4_addr_t *client_address,
+                                            hsp_dht_server_reply_t *out);
+typedef bool (*hsp_dht_server_holepunch_fn)(void *ctx, const hsp_dht_incoming_t *req,
+                                            const hsp_dht_holepunch_t *hp,
+                                            hsp_dht_server_reply_t *out);
+#define HSP_DHT_STORE_MAX_SERVERS 16
+/* `record` is the encoded peer record of the server (copied). */
+int hsp_dht_store_listen(hsp_dht_store_t *s, const uint8_t target[32], const uint8_t *record,
+                         size_t record_len, hsp_dht_server_handshake_fn on_handshake,
+                         hsp_dht_server_holepunch_fn on_holepunch, void *ctx);
+void hsp_dht_store_unlisten(hsp_dht_store_t *s, const uint8_t target[32]);
+
 #endif

@@ -128,6 +128,49 @@ static bool ann_stopped(sim_t *s, void *ctx) {
 static uint64_t ann_deadline(void *ctx) { return hsp_dht_announcer_next_deadline(ctx); }
 static void ann_advance(void *ctx, uint64_t now) { hsp_dht_announcer_advance(ctx, now); }
 
+/* Stands in for the Noise responder: answers every handshake with a fixed "msg2". */
+static int handshakes_seen;
+static const uint8_t MSG2[8] = {'m', 's', 'g', '2', 0, 1, 2, 3};
+static bool fake_noise_responder(void *ctx, const hsp_dht_incoming_t *req,
+                                 const hsp_dht_handshake_t *hs,
+                                 const hsp_ipv4_addr_t *client, hsp_dht_server_reply_t *out) {
+  (void)ctx;
+  (void)req;
+  (void)client;
+  if (hs->noise.len != 64) return false;
+  handshakes_seen++;
+  out->data = MSG2;
+  out->len = sizeof(MSG2);
+  return true;
+}
+
+static struct {
+  bool done, ok, noise_ok, has_peer;
+  uint64_t mode;
+  hsp_ipv4_addr_t peer, from;
+} hs_result;
+static void on_handshake_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
+  (void)ctx;
+  hs_result.done = true;
+  hs_result.ok = !err;
+  if (err) return;
+  hsp_dht_handshake_t hs;
+  if (!r->has_value || hsp_dht_handshake_decode(&hs, r->value.data, r->value.len) != 0) {
+    hs_result.ok = false;
+    return;
+  }
+  hs_result.mode = hs.mode;
+  hs_result.noise_ok = hs.noise.len == sizeof(MSG2) && !memcmp(hs.noise.data, MSG2, sizeof(MSG2));
+  hs_result.has_peer = hs.has_peer_address;
+  hs_result.peer = hs.peer_address;
+  hs_result.from = r->from;
+}
+static bool hs_done(sim_t *s, void *ctx) {
+  (void)s;
+  (void)ctx;
+  return hs_result.done;
+}
+
 int main(void) {
   sim_init(&sim, 77);
   sim.loss_permille = 50;
@@ -343,9 +386,81 @@ int main(void) {
   sim.extra_deadline = NULL;
   sim.extra_advance = NULL;
 
+  /* Handshake routing end to end, all in C: a server node (ephemeral, with a local server
+   * entry whose handler stands in for the Noise responder) announces itself; a client sends
+   * PEER_HANDSHAKE FROM_CLIENT to one of its relays, which relays FROM_RELAY to the server;
+   * the server answers FROM_SERVER through the relay; the client gets REPLY with the same
+   * tid from the node it asked, carrying the server's noise and address. */
+  {
+    hsp_dht_config_t cfg;
+    hsp_dht_config_default(&cfg);
+    cfg.ephemeral = 1;
+    cfg.bootstrap[0] = sim_server_addr(0);
+    cfg.bootstrap_count = 1;
+    hsp_dht_store_t *sst;
+    hsp_dht_store_init(&sst, NULL);
+    cfg.on_request = on_request;
+    cfg.ctx = sst;
+    int si = sim_add_node(&sim, &cfg);
+    stores[si] = sst;
+    hsp_dht_node_start(sim.nodes[si].dht, sim.now);
+    CHECK(sim_run(&sim, sim.now + 60000, all_ready, NULL));
+    hsp_dht_node_t *sn = sim.nodes[si].dht;
+    hsp_dht_keypair_t skp;
+    memset(seed, 0x55, 32);
+    hsp_dht_keypair_from_seed(&skp, seed);
+    uint8_t starget[32], record[33];
+    hsp_dht_hash(starget, skp.public_key, 32);
+    hsp_dht_peer_t rec = {skp.public_key, {NULL, 0}};
+    hsp_dht_peer_encode(record, sizeof(record), &rec);
+    CHECK_EQ_INT(hsp_dht_store_listen(sst, starget, record, sizeof(record), fake_noise_responder,
+                                      NULL, NULL), 0);
+    static hsp_dht_announcer_t sann;
+    hsp_dht_announcer_init(&sann, sn, &skp, starget);
+    stopped_flag = false;
+    sim.extra_deadline = ann_deadline;
+    sim.extra_advance = ann_advance;
+    sim.extra_ctx = &sann;
+    hsp_dht_announcer_start(&sann, sim.now);
+    sim_run(&sim, sim.now + 20000, NULL, NULL);
+    CHECK_EQ_INT(sann.relay_count, 3);
+
+    uint8_t noise[64];
+    memset(noise, 0xc1, sizeof(noise));
+    hsp_dht_handshake_t hs = {.mode = HSP_HYPER_FROM_CLIENT, .noise = {noise, sizeof(noise)}};
+    uint8_t val[256];
+    long vlen = hsp_dht_handshake_encode(val, sizeof(val), &hs);
+    hsp_dht_request_opts_t o;
+    hsp_dht_request_opts_default(&o);
+    o.to = sann.relays[0].relay_address;
+    o.command = HSP_HYPER_PEER_HANDSHAKE;
+    o.target = starget;
+    o.value = val;
+    o.value_len = (size_t)vlen;
+    o.has_value = true;
+    hs_result.done = false;
+    CHECK(hsp_dht_node_request(b, &o, on_handshake_reply, &hs_result) > 0);
+    CHECK(sim_run(&sim, sim.now + 20000, hs_done, NULL));
+    CHECK(hs_result.ok);
+    CHECK(hs_result.mode == HSP_HYPER_REPLY && hs_result.noise_ok);
+    hsp_ipv4_addr_t sa_server = sim_server_addr(si), sa_client = sim_client_addr(si);
+    CHECK(hsp_dht_addr_equal(&hs_result.peer, &sa_server) || hsp_dht_addr_equal(&hs_result.peer, &sa_client));
+    CHECK(hsp_dht_addr_equal(&hs_result.from, &sann.relays[0].relay_address));
+    CHECK_EQ_INT(handshakes_seen, 1);
+    /* Directly to the server's own node: REPLY without peerAddress. */
+    o.to = sim_client_addr(si); /* ephemeral & firewalled: it listens on its client socket */
+    hs_result.done = false;
+    CHECK(hsp_dht_node_request(b, &o, on_handshake_reply, &hs_result) > 0);
+    CHECK(sim_run(&sim, sim.now + 20000, hs_done, NULL));
+    CHECK(hs_result.ok && hs_result.mode == HSP_HYPER_REPLY && !hs_result.has_peer);
+    hsp_dht_announcer_destroy(&sann);
+    sim.extra_deadline = NULL;
+    sim.extra_advance = NULL;
+  }
+
   printf("network: sent %llu, dropped %llu\n", (unsigned long long)sim.sent,
          (unsigned long long)sim.dropped);
   sim_free(&sim);
-  for (int i = 0; i < N; i++) hsp_dht_store_free(stores[i]);
+  for (int i = 0; i < SIM_MAX_NODES; i++) hsp_dht_store_free(stores[i]);
   return check_summary("dht_hyper_sim");
 }

@@ -290,7 +290,107 @@ static void test_mutable_immutable(void) {
   hsp_dht_store_free(store);
 }
 
+static const uint8_t REPLY_NOISE[5] = {'r', 'e', 'p', 'l', 'y'};
+static bool allow = true;
+static bool srv_handshake(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht_handshake_t *hs,
+                          const hsp_ipv4_addr_t *client, hsp_dht_server_reply_t *out) {
+  (void)ctx;
+  (void)req;
+  (void)hs;
+  (void)client;
+  out->data = REPLY_NOISE;
+  out->len = sizeof(REPLY_NOISE);
+  out->socket = 7; /* e.g. a puncher socket owned by the I/O layer */
+  return allow;
+}
+static bool srv_holepunch(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht_holepunch_t *hp,
+                          hsp_dht_server_reply_t *out) {
+  (void)ctx;
+  (void)req;
+  (void)hp;
+  out->data = REPLY_NOISE;
+  out->len = 3;
+  return true;
+}
+
+/* The server's own node: routing of every handshake / holepunch mode (router.js isServer). */
+static void test_local_server(void) {
+  hsp_dht_store_init(&store, NULL);
+  hsp_dht_node_t *n = make_node(true);
+  uint8_t target[32], record[33], buf[512], noise[16];
+  memset(noise, 0x3c, sizeof(noise));
+  memset(record, 0x61, sizeof(record));
+  record[32] = 0;
+  hsp_dht_hash(target, record, 32);
+  CHECK_EQ_INT(hsp_dht_store_listen(store, target, record, sizeof(record), srv_handshake,
+                                    srv_holepunch, NULL), 0);
+  hsp_ipv4_addr_t client = lo(45000), relay = lo(46000), relay2 = lo(47000);
+  hsp_dht_response_t r;
+  hsp_dht_request_t q;
+  hsp_dht_handshake_t got;
+
+  /* FIND_PEER and LOOKUP answer with our own record. */
+  CHECK_EQ_INT(send_req(n, &client, 1, HSP_HYPER_FIND_PEER, NULL, target, NULL, 0), 1);
+  CHECK(res0(&r) && r.value.len == 33 && !memcmp(r.value.data, record, 33));
+  CHECK_EQ_INT(lookup_records(n, target, NULL), 1);
+
+  /* FROM_CLIENT (direct): REPLY to the client, from the handler's socket, no peerAddress. */
+  hsp_dht_handshake_t hs = {.mode = HSP_HYPER_FROM_CLIENT, .noise = {noise, sizeof(noise)}};
+  size_t len = (size_t)hsp_dht_handshake_encode(buf, sizeof(buf), &hs);
+  CHECK_EQ_INT(send_req(n, &client, 2, HSP_HYPER_PEER_HANDSHAKE, NULL, target, buf, len), 1);
+  CHECK(res0(&r) && r.tid == 2 && outd[0].socket == 7 && hsp_dht_addr_equal(&outd[0].to, &client));
+  CHECK(hsp_dht_handshake_decode(&got, r.value.data, r.value.len) == 0);
+  CHECK(got.mode == HSP_HYPER_REPLY && !got.has_peer_address && got.noise.len == 5);
+
+  /* FROM_RELAY: FROM_SERVER request back to the relay, keeping tid and peerAddress. */
+  hs.mode = HSP_HYPER_FROM_RELAY;
+  hs.has_peer_address = true;
+  hs.peer_address = client;
+  len = (size_t)hsp_dht_handshake_encode(buf, sizeof(buf), &hs);
+  CHECK_EQ_INT(send_req(n, &relay, 3, HSP_HYPER_PEER_HANDSHAKE, NULL, target, buf, len), 1);
+  CHECK(hsp_dht_request_decode(&q, outbuf[0], outlen[0]) == 0 && q.tid == 3);
+  CHECK(hsp_dht_addr_equal(&outd[0].to, &relay) && outd[0].socket == 7);
+  CHECK(hsp_dht_handshake_decode(&got, q.value.data, q.value.len) == 0);
+  CHECK(got.mode == HSP_HYPER_FROM_SERVER && hsp_dht_addr_equal(&got.peer_address, &client));
+
+  /* FROM_SECOND_RELAY: to the first relay named in relayAddress; without it, nothing. */
+  hs.mode = HSP_HYPER_FROM_SECOND_RELAY;
+  hs.has_relay_address = true;
+  hs.relay_address = relay2;
+  len = (size_t)hsp_dht_handshake_encode(buf, sizeof(buf), &hs);
+  CHECK_EQ_INT(send_req(n, &relay, 4, HSP_HYPER_PEER_HANDSHAKE, NULL, target, buf, len), 1);
+  CHECK(hsp_dht_addr_equal(&outd[0].to, &relay2));
+  hs.has_relay_address = false;
+  len = (size_t)hsp_dht_handshake_encode(buf, sizeof(buf), &hs);
+  CHECK_EQ_INT(send_req(n, &relay, 5, HSP_HYPER_PEER_HANDSHAKE, NULL, target, buf, len), 0);
+
+  /* The firewall (handler says no): no reply at all. */
+  allow = false;
+  hs.mode = HSP_HYPER_FROM_CLIENT;
+  len = (size_t)hsp_dht_handshake_encode(buf, sizeof(buf), &hs);
+  CHECK_EQ_INT(send_req(n, &client, 6, HSP_HYPER_PEER_HANDSHAKE, NULL, target, buf, len), 0);
+  allow = true;
+
+  /* Holepunch FROM_RELAY: the handler's payload goes back to the relay as FROM_SERVER, id 0. */
+  hsp_dht_holepunch_t hp = {.mode = HSP_HYPER_FROM_RELAY, .id = 9, .payload = {noise, 8},
+                            .has_peer_address = true, .peer_address = client};
+  len = (size_t)hsp_dht_holepunch_encode(buf, sizeof(buf), &hp);
+  CHECK_EQ_INT(send_req(n, &relay, 7, HSP_HYPER_PEER_HOLEPUNCH, NULL, target, buf, len), 1);
+  hsp_dht_holepunch_t hg;
+  CHECK(hsp_dht_request_decode(&q, outbuf[0], outlen[0]) == 0 && q.tid == 7);
+  CHECK(hsp_dht_holepunch_decode(&hg, q.value.data, q.value.len) == 0);
+  CHECK(hg.mode == HSP_HYPER_FROM_SERVER && hg.id == 0 && hg.payload.len == 3 &&
+        hsp_dht_addr_equal(&hg.peer_address, &client) && hsp_dht_addr_equal(&outd[0].to, &relay));
+
+  hsp_dht_store_unlisten(store, target);
+  CHECK_EQ_INT(send_req(n, &client, 8, HSP_HYPER_FIND_PEER, NULL, target, NULL, 0), 1);
+  CHECK(res0(&r) && !r.has_value);
+  hsp_dht_node_destroy(n);
+  hsp_dht_store_free(store);
+}
+
 int main(void) {
+  test_local_server();
   test_announce_lookup();
   test_mutable_immutable();
   return check_summary("dht_store");
