@@ -21,6 +21,22 @@ static void det_random(void *ctx, uint8_t *buf, size_t len) {
   }
 }
 
+static const uint8_t MSG2[4] = {1, 2, 3, 4};
+static bool on_handshake(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht_handshake_t *hs,
+                         const hsp_ipv4_addr_t *client, hsp_dht_server_reply_t *out) {
+  (void)ctx, (void)req, (void)client;
+  out->data = MSG2;
+  out->len = sizeof(MSG2);
+  return hs->noise.len > 0;
+}
+static bool on_holepunch(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht_holepunch_t *hp,
+                         hsp_dht_server_reply_t *out) {
+  (void)ctx, (void)req;
+  out->data = MSG2;
+  out->len = sizeof(MSG2);
+  return hp->payload.len > 0;
+}
+
 static bool on_request(void *ctx, hsp_dht_node_t *node, const hsp_dht_incoming_t *req) {
   return hsp_dht_store_on_request(ctx, node, req, 0, 0);
 }
@@ -30,6 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   hsp_dht_store_t *store;
   hsp_dht_store_config_t sc = {.max_entries = 64};
   if (hsp_dht_store_init(&store, &sc)) return 0;
+  /* A local server on the all-zero target, so server-side routing is reachable too. */
+  static const uint8_t zero[32], record[33];
+  hsp_dht_store_listen(store, zero, record, sizeof(record), on_handshake, on_holepunch, NULL);
   hsp_dht_config_t cfg;
   hsp_dht_config_default(&cfg);
   cfg.bootstrapper = true;
