@@ -28,7 +28,7 @@ bool hsp_dht_announcer_is_relay(const hsp_dht_announcer_t *a, const hsp_ipv4_add
 }
 
 int hsp_dht_announcer_init(hsp_dht_announcer_t *a, hsp_dht_node_t *node,
-                           const hsp_dht_keypair_t *kp, const uint8_t target[32]) {
+                           const hsp_crypto_keypair_t *kp, const uint8_t target[32]) {
   memset(a, 0, sizeof(*a));
   a->node = node;
   a->kp = *kp;

@@ -37,7 +37,7 @@ typedef struct hsp_dht_announce_commit {
 
 struct hsp_dht_announcer {
   hsp_dht_node_t *node;
-  hsp_dht_keypair_t kp;
+  hsp_crypto_keypair_t kp;
   uint8_t target[32];
   hsp_dht_announcer_cb on_update; /* relays changed (after each update) */
   hsp_dht_announcer_cb on_stopped; /* every unannounce settled after stop */
@@ -71,7 +71,7 @@ struct hsp_dht_announcer {
 };
 
 int hsp_dht_announcer_init(hsp_dht_announcer_t *a, hsp_dht_node_t *node,
-                           const hsp_dht_keypair_t *kp, const uint8_t target[32]);
+                           const hsp_crypto_keypair_t *kp, const uint8_t target[32]);
 /* Start announcing (target = H(public key) for a server). */
 void hsp_dht_announcer_start(hsp_dht_announcer_t *a, uint64_t now);
 /* Re-announce at the next opportunity (e.g. after a network change). */

@@ -7,7 +7,7 @@
 /* Per-operation state that must live until the query ends (the commit callback uses it). */
 typedef struct op {
   hsp_dht_query_cbs_t user;
-  hsp_dht_keypair_t kp;
+  hsp_crypto_keypair_t kp;
   uint8_t target[32];
   uint8_t relays[6 * 3];
   size_t relay_count;
@@ -76,7 +76,7 @@ static long run(hsp_dht_node_t *node, op_t *op, uint64_t command, const uint8_t 
   return h;
 }
 
-long hsp_dht_announce(hsp_dht_node_t *node, const uint8_t topic[32], const hsp_dht_keypair_t *kp,
+long hsp_dht_announce(hsp_dht_node_t *node, const uint8_t topic[32], const hsp_crypto_keypair_t *kp,
                       const hsp_ipv4_addr_t *relays, size_t relay_count,
                       const hsp_dht_query_cbs_t *cbs) {
   op_t *op = op_new(cbs, topic);
@@ -89,7 +89,7 @@ long hsp_dht_announce(hsp_dht_node_t *node, const uint8_t topic[32], const hsp_d
   return run(node, op, HSP_HYPER_LOOKUP, NULL, 0, false, sign_announce, HSP_HYPER_ANNOUNCE);
 }
 
-long hsp_dht_unannounce(hsp_dht_node_t *node, const uint8_t topic[32], const hsp_dht_keypair_t *kp,
+long hsp_dht_unannounce(hsp_dht_node_t *node, const uint8_t topic[32], const hsp_crypto_keypair_t *kp,
                         const hsp_dht_query_cbs_t *cbs) {
   op_t *op = op_new(cbs, topic);
   if (!op) return HSP_DHT_ENOMEM;
@@ -107,16 +107,16 @@ long hsp_dht_lookup(hsp_dht_node_t *node, const uint8_t topic[32], const hsp_dht
 long hsp_dht_find_peer(hsp_dht_node_t *node, const uint8_t public_key[32],
                        const hsp_dht_query_cbs_t *cbs) {
   uint8_t target[32];
-  hsp_dht_hash(target, public_key, 32);
+  hsp_crypto_hash(target, public_key, 32);
   op_t *op = op_new(cbs, target);
   if (!op) return HSP_DHT_ENOMEM;
   return run(node, op, HSP_HYPER_FIND_PEER, NULL, 0, false, NULL, 0);
 }
 
-long hsp_dht_mutable_put(hsp_dht_node_t *node, const hsp_dht_keypair_t *kp, uint64_t seq,
+long hsp_dht_mutable_put(hsp_dht_node_t *node, const hsp_crypto_keypair_t *kp, uint64_t seq,
                          const uint8_t *value, size_t len, const hsp_dht_query_cbs_t *cbs) {
   uint8_t target[32], sig[64];
-  hsp_dht_hash(target, kp->public_key, 32);
+  hsp_crypto_hash(target, kp->public_key, 32);
   hsp_bytes_t v = {value, len};
   int err = hsp_dht_mutable_sign(sig, seq, v, kp);
   if (err) return err;
@@ -136,7 +136,7 @@ long hsp_dht_mutable_put(hsp_dht_node_t *node, const hsp_dht_keypair_t *kp, uint
 long hsp_dht_mutable_get(hsp_dht_node_t *node, const uint8_t public_key[32], uint64_t min_seq,
                          const hsp_dht_query_cbs_t *cbs) {
   uint8_t target[32], seq[9];
-  hsp_dht_hash(target, public_key, 32);
+  hsp_crypto_hash(target, public_key, 32);
   hsp_cenc_t s = hsp_cenc_for_encode(seq, sizeof(seq));
   hsp_cenc_encode_uint(&s, min_seq);
   if (!hsp_cenc_ok(&s)) return HSP_DHT_ERANGE;
@@ -148,7 +148,7 @@ long hsp_dht_mutable_get(hsp_dht_node_t *node, const uint8_t public_key[32], uin
 long hsp_dht_immutable_put(hsp_dht_node_t *node, const uint8_t *value, size_t len,
                            const hsp_dht_query_cbs_t *cbs) {
   uint8_t target[32];
-  hsp_dht_hash(target, value, len);
+  hsp_crypto_hash(target, value, len);
   op_t *op = op_new(cbs, target);
   if (!op || (len && !(op->value = malloc(len)))) {
     free(op);

@@ -16,11 +16,11 @@
 
 /* Announce keypair's public key (with up to 3 relay addresses) under topic. A self-announce
  * (topic == H(public key)) makes the storing nodes route handshakes to us. */
-long hsp_dht_announce(hsp_dht_node_t *node, const uint8_t topic[32], const hsp_dht_keypair_t *kp,
+long hsp_dht_announce(hsp_dht_node_t *node, const uint8_t topic[32], const hsp_crypto_keypair_t *kp,
                       const hsp_ipv4_addr_t *relays, size_t relay_count,
                       const hsp_dht_query_cbs_t *cbs);
 /* Remove our record from the closest nodes of topic. */
-long hsp_dht_unannounce(hsp_dht_node_t *node, const uint8_t topic[32], const hsp_dht_keypair_t *kp,
+long hsp_dht_unannounce(hsp_dht_node_t *node, const uint8_t topic[32], const hsp_crypto_keypair_t *kp,
                         const hsp_dht_query_cbs_t *cbs);
 /* LOOKUP query: every reply value is a lookupRawReply. */
 long hsp_dht_lookup(hsp_dht_node_t *node, const uint8_t topic[32], const hsp_dht_query_cbs_t *cbs);
@@ -28,7 +28,7 @@ long hsp_dht_lookup(hsp_dht_node_t *node, const uint8_t topic[32], const hsp_dht
 long hsp_dht_find_peer(hsp_dht_node_t *node, const uint8_t public_key[32],
                        const hsp_dht_query_cbs_t *cbs);
 
-long hsp_dht_mutable_put(hsp_dht_node_t *node, const hsp_dht_keypair_t *kp, uint64_t seq,
+long hsp_dht_mutable_put(hsp_dht_node_t *node, const hsp_crypto_keypair_t *kp, uint64_t seq,
                          const uint8_t *value, size_t len, const hsp_dht_query_cbs_t *cbs);
 /* Reply values are mutableGetResponse; verify each with hsp_dht_mutable_verify. */
 long hsp_dht_mutable_get(hsp_dht_node_t *node, const uint8_t public_key[32], uint64_t min_seq,

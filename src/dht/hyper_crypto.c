@@ -5,20 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-void hsp_dht_hash(uint8_t out[32], const uint8_t *data, size_t len) {
-  crypto_generichash(out, 32, data, len, NULL, 0);
-}
-
 void hsp_dht_namespace(uint8_t out[32], uint8_t command) {
-  static const char name[] = "hyperswarm/dht";
-  uint8_t ns[33];
-  hsp_dht_hash(ns, (const uint8_t *)name, sizeof(name) - 1);
-  ns[32] = command;
-  hsp_dht_hash(out, ns, sizeof(ns));
-}
-
-void hsp_dht_keypair_from_seed(hsp_dht_keypair_t *kp, const uint8_t seed[32]) {
-  crypto_sign_seed_keypair(kp->public_key, kp->secret_key, seed);
+  hsp_crypto_namespace((uint8_t(*)[32])out, "hyperswarm/dht", &command, 1);
 }
 
 int hsp_dht_announce_signable(uint8_t out[64], uint8_t ns_command, const uint8_t target[32],
@@ -45,7 +33,7 @@ int hsp_dht_announce_signable(uint8_t out[64], uint8_t ns_command, const uint8_t
 int hsp_dht_announce_sign(uint8_t sig[64], uint8_t ns_command, const uint8_t target[32],
                           const uint8_t node_id[32], const uint8_t token[32],
                           const hsp_dht_peer_t *peer, const uint8_t *refresh,
-                          const hsp_dht_keypair_t *kp) {
+                          const hsp_crypto_keypair_t *kp) {
   uint8_t signable[64];
   int err = hsp_dht_announce_signable(signable, ns_command, target, node_id, token, peer, refresh);
   if (err) return err;
@@ -69,13 +57,13 @@ int hsp_dht_mutable_signable(uint8_t out[64], uint64_t seq, hsp_bytes_t value) {
   if (!enc) return HSP_DHT_ENOMEM;
   hsp_dht_mutable_signable_encode(enc, (size_t)len, seq, value);
   hsp_dht_namespace(out, HSP_HYPER_MUTABLE_PUT);
-  hsp_dht_hash(out + 32, enc, (size_t)len);
+  hsp_crypto_hash(out + 32, enc, (size_t)len);
   free(enc);
   return 0;
 }
 
 int hsp_dht_mutable_sign(uint8_t sig[64], uint64_t seq, hsp_bytes_t value,
-                         const hsp_dht_keypair_t *kp) {
+                         const hsp_crypto_keypair_t *kp) {
   uint8_t signable[64];
   int err = hsp_dht_mutable_signable(signable, seq, value);
   if (err) return err;
@@ -88,12 +76,6 @@ bool hsp_dht_mutable_verify(const uint8_t sig[64], uint64_t seq, hsp_bytes_t val
   uint8_t signable[64];
   if (hsp_dht_mutable_signable(signable, seq, value)) return false;
   return crypto_sign_verify_detached(sig, signable, sizeof(signable), public_key) == 0;
-}
-
-void hsp_dht_holepunch_secret(uint8_t out[32], const uint8_t *handshake_hash, size_t hash_len) {
-  uint8_t ns[32];
-  hsp_dht_namespace(ns, HSP_HYPER_PEER_HOLEPUNCH);
-  crypto_generichash(out, 32, ns, sizeof(ns), handshake_hash, hash_len);
 }
 
 void hsp_dht_holepunch_token(uint8_t out[32], const uint8_t local_secret[32], const uint8_t host[4]) {

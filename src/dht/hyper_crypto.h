@@ -12,7 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crypto.h"
 #include "hyper_messages.h"
+#include "noise.h"
 
 #define HSP_DHT_PUBLIC_KEY_SIZE 32
 #define HSP_DHT_SECRET_KEY_SIZE 64
@@ -20,15 +22,8 @@
 
 /* Namespace for a hyperdht command number (0, 1, 4, 5, 6, 10 are the ones in use). */
 void hsp_dht_namespace(uint8_t out[32], uint8_t command);
-/* target = H(bytes): a server's target is H(publicKey), an immutable value's is H(value). */
-void hsp_dht_hash(uint8_t out[32], const uint8_t *data, size_t len);
-
-typedef struct hsp_dht_keypair {
-  uint8_t public_key[HSP_DHT_PUBLIC_KEY_SIZE];
-  uint8_t secret_key[HSP_DHT_SECRET_KEY_SIZE];
-} hsp_dht_keypair_t;
-
-void hsp_dht_keypair_from_seed(hsp_dht_keypair_t *kp, const uint8_t seed[32]);
+/* Targets are hsp_crypto_hash(bytes): a server's is H(publicKey), an immutable value's H(value).
+ * Key pairs are hsp_crypto_keypair_t; the holepunch secret is hsp_noise_holepunch_secret. */
 
 /* ns_command is HSP_HYPER_ANNOUNCE or HSP_HYPER_UNANNOUNCE. `refresh` may be NULL. */
 int hsp_dht_announce_signable(uint8_t out[64], uint8_t ns_command, const uint8_t target[32],
@@ -37,14 +32,14 @@ int hsp_dht_announce_signable(uint8_t out[64], uint8_t ns_command, const uint8_t
 int hsp_dht_announce_sign(uint8_t sig[64], uint8_t ns_command, const uint8_t target[32],
                           const uint8_t node_id[32], const uint8_t token[32],
                           const hsp_dht_peer_t *peer, const uint8_t *refresh,
-                          const hsp_dht_keypair_t *kp);
+                          const hsp_crypto_keypair_t *kp);
 bool hsp_dht_announce_verify(const uint8_t sig[64], uint8_t ns_command, const uint8_t target[32],
                              const uint8_t node_id[32], const uint8_t token[32],
                              const hsp_dht_peer_t *peer, const uint8_t *refresh);
 
 int hsp_dht_mutable_signable(uint8_t out[64], uint64_t seq, hsp_bytes_t value);
 int hsp_dht_mutable_sign(uint8_t sig[64], uint64_t seq, hsp_bytes_t value,
-                         const hsp_dht_keypair_t *kp);
+                         const hsp_crypto_keypair_t *kp);
 bool hsp_dht_mutable_verify(const uint8_t sig[64], uint64_t seq, hsp_bytes_t value,
                             const uint8_t public_key[32]);
 
@@ -52,7 +47,6 @@ bool hsp_dht_mutable_verify(const uint8_t sig[64], uint64_t seq, hsp_bytes_t val
  * BLAKE2b-256(input = NS_PEER_HOLEPUNCH, key = the 64-byte Noise handshake hash); the wire
  * form is nonce(24) || crypto_secretbox_easy(plaintext) (MAC first), 40 bytes of overhead. */
 #define HSP_DHT_HOLEPUNCH_OVERHEAD 40
-void hsp_dht_holepunch_secret(uint8_t out[32], const uint8_t *handshake_hash, size_t hash_len);
 /* Address token: BLAKE2b-256(ASCII dotted quad of host, key = local 32-byte secret). */
 void hsp_dht_holepunch_token(uint8_t out[32], const uint8_t local_secret[32], const uint8_t host[4]);
 /* Encode and encrypt p with the given nonce (draw it at random). Returns the length or a

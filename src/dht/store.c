@@ -270,7 +270,7 @@ static void store_record(hsp_dht_store_t *s, const hsp_dht_incoming_t *req, cons
 static void on_refresh(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_incoming_t *req,
                        const uint8_t refresh[32], uint64_t now) {
   uint8_t active[32];
-  hsp_dht_hash(active, refresh, 32);
+  hsp_crypto_hash(active, refresh, 32);
   entry_t *r = find(s, REFRESH, active, NULL, now);
   if (!r || r->len < 32) return;
   uint8_t topic[32];
@@ -307,7 +307,7 @@ static void on_announce(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dht_
   long len = encode_record(record, sizeof(record), &ann.peer);
   if (len < 0) return;
   uint8_t h[32];
-  hsp_dht_hash(h, ann.peer.public_key, 32);
+  hsp_crypto_hash(h, ann.peer.public_key, 32);
   bool self = memcmp(h, req->target, 32) == 0;
   if (!self) {
     entry_t *b = find(s, BUMP, req->target, NULL, now);
@@ -339,7 +339,7 @@ static void on_unannounce(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_dh
                                &ann.peer, ann.refresh))
     return;
   uint8_t h[32];
-  hsp_dht_hash(h, ann.peer.public_key, 32);
+  hsp_crypto_hash(h, ann.peer.public_key, 32);
   if (memcmp(h, req->target, 32) == 0) remove_kind(s, FORWARD, req->target, NULL);
   remove_kind(s, RECORD, req->target, ann.peer.public_key);
   reply(node, req, NULL, 0, false, false, 0);
@@ -402,7 +402,7 @@ static void on_mutable_put(hsp_dht_store_t *s, hsp_dht_node_t *node, const hsp_d
   hsp_dht_mutable_put_t p;
   if (hsp_dht_mutable_put_decode(&p, req->value.data, req->value.len) != 0) return;
   uint8_t h[32];
-  hsp_dht_hash(h, p.public_key, 32);
+  hsp_crypto_hash(h, p.public_key, 32);
   if (memcmp(h, req->target, 32) != 0) return;
   if (!hsp_dht_mutable_verify(p.signature, p.seq, p.value, p.public_key)) return;
   entry_t *old = find(s, MUTABLE, req->target, NULL, now);
@@ -452,7 +452,7 @@ static void on_immutable_put(hsp_dht_store_t *s, hsp_dht_node_t *node,
                              const hsp_dht_incoming_t *req, uint64_t now) {
   if (!req->has_target || !req->has_token || !req->has_value) return;
   uint8_t h[32];
-  hsp_dht_hash(h, req->value.data, req->value.len);
+  hsp_crypto_hash(h, req->value.data, req->value.len);
   if (memcmp(h, req->target, 32) != 0) return;
   put(s, IMMUTABLE, req->target, NULL, req->value.data, req->value.len,
       now + s->cfg.value_ttl_ms, now);

@@ -90,13 +90,13 @@ int main(void) {
     } else if (strcmp(line, "annsig") == 0 || strcmp(line, "unannsig") == 0) {
       /* target(32) nodeId(32) token(32) seed(32) encoded peer record: print the signature. */
       hsp_dht_peer_t peer;
-      hsp_dht_keypair_t kp;
+      hsp_crypto_keypair_t kp;
       uint8_t sig[64];
       if (n < 128 || hsp_dht_peer_decode(&peer, in + 128, n - 128) != 0) {
         printf("ERR %d\n", HSP_DHT_EMALFORMED);
         continue;
       }
-      hsp_dht_keypair_from_seed(&kp, in + 96);
+      hsp_crypto_keypair_from_seed(&kp, in + 96);
       uint8_t ns = line[0] == 'a' ? HSP_HYPER_ANNOUNCE : HSP_HYPER_UNANNOUNCE;
       hsp_dht_announce_sign(sig, ns, in, in + 32, in + 64, &peer, NULL, &kp);
       printf("OK ");
@@ -104,7 +104,7 @@ int main(void) {
       printf(" %d\n", hsp_dht_announce_verify(sig, ns, in, in + 32, in + 64, &peer, NULL));
     } else if (strcmp(line, "mutsig") == 0) {
       /* seed(32) then mutableSignable{seq, value}: print the signature. */
-      hsp_dht_keypair_t kp;
+      hsp_crypto_keypair_t kp;
       uint8_t sig[64];
       hsp_cenc_t st = hsp_cenc_for_decode(in, n);
       st.start = 32;
@@ -114,7 +114,7 @@ int main(void) {
         printf("ERR %d\n", HSP_DHT_EMALFORMED);
         continue;
       }
-      hsp_dht_keypair_from_seed(&kp, in);
+      hsp_crypto_keypair_from_seed(&kp, in);
       hsp_dht_mutable_sign(sig, seq, v, &kp);
       printf("OK ");
       put_hex(sig, 64);
@@ -158,7 +158,7 @@ int main(void) {
     } else if (strcmp(line, "hpsecret") == 0 && n == 64 + 32 + 4) {
       /* handshake hash(64) local secret(32) host(4): holepunch secret and address token. */
       uint8_t secret[32], token[32];
-      hsp_dht_holepunch_secret(secret, in, 64);
+      hsp_noise_holepunch_secret(secret, in);
       hsp_dht_holepunch_token(token, in + 64, in + 96);
       printf("OK ");
       put_hex(secret, 32);

@@ -248,17 +248,17 @@ static void command(char *line, uint64_t now) {
     memset(&hop, 0, sizeof(hop));
     hsp_dht_query_cbs_t cbs = {hop_reply, hop_done, &hop};
     uint8_t x[32], y[32];
-    hsp_dht_keypair_t kp;
+    hsp_crypto_keypair_t kp;
     if (!strcmp(name, "announce") && !hsp_hex_decode(x, 32, a) && !hsp_hex_decode(y, 32, b)) {
       hop.name = "announce";
-      hsp_dht_keypair_from_seed(&kp, y);
+      hsp_crypto_keypair_from_seed(&kp, y);
       hsp_dht_announce(node, x, &kp, NULL, 0, &cbs);
     } else if (!strcmp(name, "lookup") && !hsp_hex_decode(x, 32, a) && !hsp_hex_decode(hop.want_pk, 32, b)) {
       hop.name = "lookup";
       hsp_dht_lookup(node, x, &cbs);
     } else if (!strcmp(name, "mutput") && !hsp_hex_decode(y, 32, a)) {
       hop.name = "mutput";
-      hsp_dht_keypair_from_seed(&kp, y);
+      hsp_crypto_keypair_from_seed(&kp, y);
       hsp_dht_mutable_put(node, &kp, strtoull(b, NULL, 10), (const uint8_t *)c, strlen(c), &cbs);
     } else if (!strcmp(name, "mutget") && !hsp_hex_decode(hop.want_pk, 32, a)) {
       hop.name = "mutget";
@@ -271,13 +271,13 @@ static void command(char *line, uint64_t now) {
   } else if (!strncmp(line, "serve ", 6)) {
     /* serve SEED: announce H(pk) like a listening hyperdht server */
     uint8_t seed[32], target[32];
-    hsp_dht_keypair_t kp;
+    hsp_crypto_keypair_t kp;
     if (serving || hsp_hex_decode(seed, 32, line + 6)) {
       printf("error bad seed\n");
       return;
     }
-    hsp_dht_keypair_from_seed(&kp, seed);
-    hsp_dht_hash(target, kp.public_key, 32);
+    hsp_crypto_keypair_from_seed(&kp, seed);
+    hsp_crypto_hash(target, kp.public_key, 32);
     hsp_dht_announcer_init(&announcer, node, &kp, target);
     announcer.on_update = on_ann_update;
     announcer.on_stopped = on_ann_stopped;

@@ -31,8 +31,8 @@ static void test_namespaces(void) {
 static void test_mutable_vector(void) {
   uint8_t seed[32], sig[64], signable[64];
   memset(seed, 0x11, 32);
-  hsp_dht_keypair_t kp;
-  hsp_dht_keypair_from_seed(&kp, seed);
+  hsp_crypto_keypair_t kp;
+  hsp_crypto_keypair_from_seed(&kp, seed);
   CHECK(kp.public_key[0] == 0xd0 && kp.public_key[1] == 0x4a && kp.public_key[31] == 0x37);
   hsp_bytes_t hello = {(const uint8_t *)"hello", 5};
   CHECK_EQ_INT(hsp_dht_mutable_signable(signable, 1, hello), 0);
@@ -44,7 +44,7 @@ static void test_mutable_vector(void) {
   CHECK(hsp_dht_mutable_verify(sig, 1, hello, kp.public_key));
   CHECK(!hsp_dht_mutable_verify(sig, 2, hello, kp.public_key));
   uint8_t h[32];
-  hsp_dht_hash(h, hello.data, hello.len);
+  hsp_crypto_hash(h, hello.data, hello.len);
   CHECK(eq(h, 32, "324dcf027dd4a30a932c441f365a25e86b173defa4b8e58948253471b81b72cf"));
 }
 
@@ -53,9 +53,9 @@ static void test_announce_roundtrip(void) {
   memset(seed, 0x22, 32);
   memset(id, 3, 32);
   memset(token, 4, 32);
-  hsp_dht_keypair_t kp;
-  hsp_dht_keypair_from_seed(&kp, seed);
-  hsp_dht_hash(target, kp.public_key, 32);
+  hsp_crypto_keypair_t kp;
+  hsp_crypto_keypair_from_seed(&kp, seed);
+  hsp_crypto_hash(target, kp.public_key, 32);
   hsp_dht_peer_t peer = {kp.public_key, {NULL, 0}};
   CHECK_EQ_INT(hsp_dht_announce_sign(sig, HSP_HYPER_ANNOUNCE, target, id, token, &peer, NULL, &kp), 0);
   CHECK(hsp_dht_announce_verify(sig, HSP_HYPER_ANNOUNCE, target, id, token, &peer, NULL));

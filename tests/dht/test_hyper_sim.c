@@ -73,7 +73,7 @@ static void on_reply(void *ctx, const hsp_dht_reply_t *r) {
     }
   } else if (x->kind == K_IMMUTABLE) {
     uint8_t h[32];
-    hsp_dht_hash(h, r->value.data, r->value.len);
+    hsp_crypto_hash(h, r->value.data, r->value.len);
     if (memcmp(h, immutable_target, 32) == 0 && r->value.len < sizeof(x->value)) {
       x->found_value = true;
       memcpy(x->value, r->value.data, r->value.len);
@@ -212,8 +212,8 @@ int main(void) {
   uint8_t seed[32], topic[32];
   memset(seed, 0x11, 32);
   memset(topic, 7, 32);
-  hsp_dht_keypair_t kp;
-  hsp_dht_keypair_from_seed(&kp, seed);
+  hsp_crypto_keypair_t kp;
+  hsp_crypto_keypair_from_seed(&kp, seed);
   res_t r;
   hsp_dht_query_cbs_t cbs;
 
@@ -235,7 +235,7 @@ int main(void) {
 
   /* Self-announce: FIND_PEER on H(pk) returns the peer record. */
   uint8_t self_target[32];
-  hsp_dht_hash(self_target, kp.public_key, 32);
+  hsp_crypto_hash(self_target, kp.public_key, 32);
   cbs = cbs_for(&r, 0, NULL);
   CHECK(hsp_dht_announce(a, self_target, &kp, NULL, 0, &cbs) > 0);
   CHECK(sim_run(&sim, sim.now + 60000, finished, &r));
@@ -266,10 +266,10 @@ int main(void) {
   CHECK_EQ_INT(r.records, 0);
 
   /* A forged announce (signed by another key for pk's record) is stored nowhere. */
-  hsp_dht_keypair_t other;
+  hsp_crypto_keypair_t other;
   memset(seed, 0x33, 32);
-  hsp_dht_keypair_from_seed(&other, seed);
-  hsp_dht_keypair_t forged = kp;
+  hsp_crypto_keypair_from_seed(&other, seed);
+  hsp_crypto_keypair_t forged = kp;
   memcpy(forged.secret_key, other.secret_key, 64); /* pk of kp, signature of other */
   uint8_t topic2[32];
   memset(topic2, 9, 32);
@@ -305,7 +305,7 @@ int main(void) {
 
   /* Immutable put/get. */
   const char *blob = "immutable value";
-  hsp_dht_hash(immutable_target, (const uint8_t *)blob, strlen(blob));
+  hsp_crypto_hash(immutable_target, (const uint8_t *)blob, strlen(blob));
   cbs = cbs_for(&r, 0, NULL);
   CHECK(hsp_dht_immutable_put(a, (const uint8_t *)blob, strlen(blob), &cbs) > 0);
   CHECK(sim_run(&sim, sim.now + 60000, finished, &r));
@@ -328,11 +328,11 @@ int main(void) {
 
   /* Announcer: a server on client a keeps 3 relays, replaces dead ones, unannounces on stop. */
   static hsp_dht_announcer_t ann;
-  hsp_dht_keypair_t server;
+  hsp_crypto_keypair_t server;
   memset(seed, 0x44, 32);
-  hsp_dht_keypair_from_seed(&server, seed);
+  hsp_crypto_keypair_from_seed(&server, seed);
   uint8_t server_target[32];
-  hsp_dht_hash(server_target, server.public_key, 32);
+  hsp_crypto_hash(server_target, server.public_key, 32);
   CHECK_EQ_INT(hsp_dht_announcer_init(&ann, a, &server, server_target), 0);
   ann.on_update = count_update;
   ann.on_stopped = mark_stopped;
@@ -406,11 +406,11 @@ int main(void) {
     hsp_dht_node_start(sim.nodes[si].dht, sim.now);
     CHECK(sim_run(&sim, sim.now + 60000, all_ready, NULL));
     hsp_dht_node_t *sn = sim.nodes[si].dht;
-    hsp_dht_keypair_t skp;
+    hsp_crypto_keypair_t skp;
     memset(seed, 0x55, 32);
-    hsp_dht_keypair_from_seed(&skp, seed);
+    hsp_crypto_keypair_from_seed(&skp, seed);
     uint8_t starget[32], record[33];
-    hsp_dht_hash(starget, skp.public_key, 32);
+    hsp_crypto_hash(starget, skp.public_key, 32);
     hsp_dht_peer_t rec = {skp.public_key, {NULL, 0}};
     hsp_dht_peer_encode(record, sizeof(record), &rec);
     CHECK_EQ_INT(hsp_dht_store_listen(sst, starget, record, sizeof(record), fake_noise_responder,

@@ -83,7 +83,7 @@ static void get_token(hsp_dht_node_t *n, const hsp_ipv4_addr_t *from, const uint
   if (r.token) memcpy(token, r.token, 32);
 }
 
-static size_t encode_announce(uint8_t *buf, const hsp_dht_keypair_t *kp, const uint8_t *target,
+static size_t encode_announce(uint8_t *buf, const hsp_crypto_keypair_t *kp, const uint8_t *target,
                               const uint8_t *node_id, const uint8_t *token, uint8_t ns,
                               const uint8_t *refresh, uint64_t bump, bool forge) {
   hsp_dht_peer_t peer = {kp->public_key, {NULL, 0}};
@@ -115,8 +115,8 @@ static void test_announce_lookup(void) {
   uint8_t seed[32], topic[32], token[32], buf[512];
   memset(seed, 1, 32);
   memset(topic, 2, 32);
-  hsp_dht_keypair_t kp;
-  hsp_dht_keypair_from_seed(&kp, seed);
+  hsp_crypto_keypair_t kp;
+  hsp_crypto_keypair_from_seed(&kp, seed);
   hsp_ipv4_addr_t a = lo(40000);
   get_token(n, &a, topic, token);
 
@@ -134,7 +134,7 @@ static void test_announce_lookup(void) {
   /* Valid: an empty reply with id only (no token, no closer nodes), as in the §8 capture. */
   uint8_t refresh_secret[32], refresh_key[32];
   memset(refresh_secret, 5, 32);
-  hsp_dht_hash(refresh_key, refresh_secret, 32);
+  hsp_crypto_hash(refresh_key, refresh_secret, 32);
   len = encode_announce(buf, &kp, topic, id, token, HSP_HYPER_ANNOUNCE, refresh_key, wall + 1000,
                         false);
   CHECK_EQ_INT(send_req(n, &a, 4, HSP_HYPER_ANNOUNCE, token, topic, buf, len), 1);
@@ -174,7 +174,7 @@ static void test_announce_lookup(void) {
 
   /* Self-announce: FIND_PEER returns the record; handshakes are routed to the announcer. */
   uint8_t target[32];
-  hsp_dht_hash(target, kp.public_key, 32);
+  hsp_crypto_hash(target, kp.public_key, 32);
   get_token(n, &a, target, token);
   len = encode_announce(buf, &kp, target, id, token, HSP_HYPER_ANNOUNCE, NULL, 0, false);
   CHECK_EQ_INT(send_req(n, &a, 10, HSP_HYPER_ANNOUNCE, token, target, buf, len), 1);
@@ -229,9 +229,9 @@ static void test_mutable_immutable(void) {
   hsp_dht_node_t *n = make_node(true);
   uint8_t seed[32], target[32], token[32], sig[64], buf[512];
   memset(seed, 0x11, 32);
-  hsp_dht_keypair_t kp;
-  hsp_dht_keypair_from_seed(&kp, seed);
-  hsp_dht_hash(target, kp.public_key, 32);
+  hsp_crypto_keypair_t kp;
+  hsp_crypto_keypair_from_seed(&kp, seed);
+  hsp_crypto_hash(target, kp.public_key, 32);
   hsp_ipv4_addr_t a = lo(40001);
   get_token(n, &a, target, token);
   hsp_bytes_t hello = {(const uint8_t *)"hello", 5}, other = {(const uint8_t *)"other", 5};
@@ -270,7 +270,7 @@ static void test_mutable_immutable(void) {
   /* Immutable: hash checked; the store holds at most 4 entries (oldest-expiring evicted). */
   for (int i = 0; i < 6; i++) {
     uint8_t v[8] = {'v', 'a', 'l', (uint8_t)('0' + i)}, t[32];
-    hsp_dht_hash(t, v, 4);
+    hsp_crypto_hash(t, v, 4);
     get_token(n, &a, t, token);
     CHECK_EQ_INT(send_req(n, &a, 7, HSP_HYPER_IMMUTABLE_PUT, token, t, v, 4), 1);
     t[0] ^= 1;
@@ -321,7 +321,7 @@ static void test_local_server(void) {
   memset(noise, 0x3c, sizeof(noise));
   memset(record, 0x61, sizeof(record));
   record[32] = 0;
-  hsp_dht_hash(target, record, 32);
+  hsp_crypto_hash(target, record, 32);
   CHECK_EQ_INT(hsp_dht_store_listen(store, target, record, sizeof(record), srv_handshake,
                                     srv_holepunch, NULL), 0);
   hsp_ipv4_addr_t client = lo(45000), relay = lo(46000), relay2 = lo(47000);
