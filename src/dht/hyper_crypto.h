@@ -16,8 +16,6 @@
 #include "hyper_messages.h"
 #include "noise.h"
 
-#define HSP_DHT_PUBLIC_KEY_SIZE 32
-#define HSP_DHT_SECRET_KEY_SIZE 64
 #define HSP_DHT_SIGNATURE_SIZE 64
 
 /* Namespace for a hyperdht command number (0, 1, 4, 5, 6, 10 are the ones in use). */
