@@ -330,7 +330,7 @@ int main(void) {
   transfer(0, 0);
   transfer(1, 0);
   transfer(65536, 0);
-  transfer(20ull * 1024 * 1024, 0);
+  transfer(100ull * 1024 * 1024, 0);
   transfer(1024 * 1024, 1);
   concurrent();
   destroy_midway();
