@@ -519,9 +519,9 @@ static void process_ack(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const ui
     for (size_t i = 0; i < n; i++) {
       uint32_t st = blocks[i].start, en = blocks[i].end;
       /* Valid only inside [snd.una, snd.nxt]; others are ignored as libudx does. */
-      if (sdiff(st, s->remote_acked) < 0 || sdiff(en, st) <= 0 || sdiff(en, s->seq) > 0) {
-        continue;
-      }
+      /* Offsets from snd.una, so wrap-around cannot make a huge block look valid. */
+      uint32_t o_st = st - s->remote_acked, o_en = en - s->remote_acked;
+      if (!(o_st < o_en && o_en <= s->seq - s->remote_acked)) continue;
       for (uint32_t q = st; q != en; q++) {
         hsp_udx_pkt_t *p = ring_get(&s->outgoing, q);
         if (p && !(p->flags & HSP_UDX_PKT_SACKED)) {

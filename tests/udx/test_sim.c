@@ -462,16 +462,19 @@ static void test_malformed(void) {
   nodes[1].end_after_eof = 1;
   pump(&nodes[0]);
   run(50000, NULL);
-  uint8_t buf[20 + 16];
+  uint8_t buf[20 + 24];
   hsp_udx_header_t h = {.type = HSP_UDX_TYPE_SACK, .id = 1, .rwnd = 0, .seq = 12345678,
                         .ack = 0x80000000u};
   hsp_udx_header_encode(buf, &h);
-  hsp_udx_sack_block_t b[2] = {{5, 0x7fffffff}, {0xfffffff0u, 3}};
-  hsp_udx_sack_encode(buf + 20, b, 2);
+  /* the third block passes naive signed checks but spans 2^28 seqs (found by the fuzzer) */
+  hsp_udx_sack_block_t b[3] = {{5, 0x7fffffff}, {0xfffffff0u, 3}, {0x7fffffff, 0x90000000u}};
+  b[2].start += nodes[0].s.remote_acked;
+  b[2].end += nodes[0].s.remote_acked;
+  hsp_udx_sack_encode(buf + 20, b, 3);
   hsp_udx_header_decode(buf, sizeof(buf), &h);
-  hsp_udx__stream_recv(&nodes[0].s, &h, buf + 20, 16); /* bogus ack: ignored */
+  hsp_udx__stream_recv(&nodes[0].s, &h, buf + 20, 24); /* bogus ack: ignored */
   h.ack = nodes[0].s.remote_acked;
-  hsp_udx__stream_recv(&nodes[0].s, &h, buf + 20, 16); /* invalid SACK blocks: ignored */
+  hsp_udx__stream_recv(&nodes[0].s, &h, buf + 20, 24); /* invalid SACK blocks: ignored */
   h = (hsp_udx_header_t){.type = HSP_UDX_TYPE_DATA, .id = 2, .rwnd = 1, .seq = 0x7ffffff0u};
   hsp_udx__stream_recv(&nodes[1].s, &h, (const uint8_t *)"zz", 2); /* far future seq */
   h.seq = nodes[1].s.ack - 5;
