@@ -36,7 +36,7 @@ static void f_closed(hsp_udx_stream_t *s) {
   (void)s;
   closed = 1;
 }
-static const hsp_udx_io_t fio = {f_send, f_now, f_arm, NULL, f_closed};
+static const hsp_udx_io_t fio = {f_send, f_now, f_arm, NULL, f_closed, NULL};
 
 static uint64_t rx_total;
 static void on_read(hsp_udx_stream_t *s, const uint8_t *buf, ssize_t len) {

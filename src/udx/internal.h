@@ -40,6 +40,8 @@ void hsp_udx__stream_core_connect(hsp_udx_stream_t *s, uint32_t remote_id);
 void hsp_udx__stream_recv(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const uint8_t *payload,
                           size_t len);
 void hsp_udx__stream_timeout(hsp_udx_stream_t *s);
+/* Sends the ACK postponed through io->defer_ack, if still owed. */
+void hsp_udx__stream_send_deferred_ack(hsp_udx_stream_t *s);
 /* Sends whatever the windows allow (retransmissions first). */
 void hsp_udx__stream_flush(hsp_udx_stream_t *s);
 /* Close the state machine with status (idempotent); io->closed is called. */

@@ -25,6 +25,16 @@ typedef struct hsp_udx_linger {
   uint64_t expires;
 } linger_t;
 
+#define TX_BATCH 64
+
+typedef struct tx_batch {
+  struct mmsghdr msgs[TX_BATCH];
+  struct iovec iov[TX_BATCH];
+  struct sockaddr_storage addrs[TX_BATCH];
+  uint8_t bufs[TX_BATCH][HSP_UDX_MAX_DATAGRAM];
+  int n;
+} tx_batch_t;
+
 typedef struct rx_batch {
   struct mmsghdr msgs[RX_BATCH];
   struct iovec iov[RX_BATCH];
@@ -33,6 +43,8 @@ typedef struct rx_batch {
 } rx_batch_t;
 
 static int linger_answer(hsp_udx_socket_t *sock, const hsp_udx_header_t *h);
+static void batch_begin(hsp_udx_socket_t *sock);
+static void batch_end(hsp_udx_socket_t *sock);
 static void linger_drop(hsp_udx_t *u, hsp_udx_socket_t *sock);
 
 /* ---------- addresses ---------- */
@@ -128,7 +140,10 @@ static void on_prepare(uv_prepare_t *h) {
     list = s->flush_next;
     s->flush_next = NULL;
     s->in_flush_list = 0;
+    hsp_udx_socket_t *sock = s->socket;
+    batch_begin(sock);
     hsp_udx__stream_flush(s);
+    batch_end(sock);
   }
   if (!u->flush_head) {
     uv_prepare_stop(&u->prepare);
@@ -158,27 +173,114 @@ static void unlink_stream(hsp_udx_stream_t **head, hsp_udx_stream_t *s, int bloc
 
 static void poll_update(hsp_udx_socket_t *sock);
 
+/* Sends the queued datagrams with as few sendmmsg calls as possible. Returns 0 when the
+ * queue is empty, HSP_UDX_EAGAIN if the kernel buffer is full (the rest stays queued and the
+ * socket waits for writability). */
+static int tx_flush(hsp_udx_socket_t *sock) {
+  tx_batch_t *tx = sock->tx;
+  if (!tx || tx->n == 0) return 0;
+  int done = 0;
+  while (done < tx->n) {
+    int r = sendmmsg(sock->fd, tx->msgs + done, (unsigned)(tx->n - done), 0);
+    if (r > 0) {
+      done += r;
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) break;
+    /* A datagram the kernel refuses (e.g. unreachable) is lost like any other. */
+    sock->errno_value = errno;
+    done++;
+  }
+  int left = tx->n - done;
+  if (left > 0 && done > 0) {
+    memmove(tx->bufs, tx->bufs + done, sizeof(tx->bufs[0]) * (size_t)left);
+    memmove(tx->addrs, tx->addrs + done, sizeof(tx->addrs[0]) * (size_t)left);
+    for (int i = 0; i < left; i++) tx->iov[i].iov_len = tx->iov[i + done].iov_len;
+    for (int i = 0; i < left; i++) tx->msgs[i].msg_hdr.msg_namelen = tx->msgs[i + done].msg_hdr.msg_namelen;
+  }
+  tx->n = left;
+  if (left) {
+    sock->poll_events |= 0x100; /* force poll_update to re-evaluate */
+    poll_update(sock);
+    return HSP_UDX_EAGAIN;
+  }
+  return 0;
+}
+
+static void block_stream(hsp_udx_stream_t *s, hsp_udx_socket_t *sock) {
+  if (!s->in_blocked_list) {
+    s->in_blocked_list = 1;
+    s->blocked_next = sock->blocked_head;
+    sock->blocked_head = s;
+    poll_update(sock);
+  }
+}
+
 static int io_send(hsp_udx_stream_t *s, const uint8_t *buf, size_t len) {
   hsp_udx_socket_t *sock = s->socket;
   if (!sock || sock->fd < 0 || sock->closing) return HSP_UDX_ECLOSED;
   const struct sockaddr *to = (const struct sockaddr *)&s->remote_addr;
+  tx_batch_t *tx = sock->tx;
+  if (sock->batching && tx && len <= HSP_UDX_MAX_DATAGRAM) {
+    if (tx->n == TX_BATCH && tx_flush(sock) < 0) {
+      block_stream(s, sock);
+      return HSP_UDX_EAGAIN;
+    }
+    int i = tx->n++;
+    memcpy(tx->bufs[i], buf, len);
+    tx->iov[i].iov_base = tx->bufs[i];
+    tx->iov[i].iov_len = len;
+    memcpy(&tx->addrs[i], to, addr_len(to));
+    memset(&tx->msgs[i].msg_hdr, 0, sizeof(tx->msgs[i].msg_hdr));
+    tx->msgs[i].msg_hdr.msg_name = &tx->addrs[i];
+    tx->msgs[i].msg_hdr.msg_namelen = addr_len(to);
+    tx->msgs[i].msg_hdr.msg_iov = &tx->iov[i];
+    tx->msgs[i].msg_hdr.msg_iovlen = 1;
+    return 0;
+  }
+  if (tx && tx->n) {
+    /* keep datagram order behind what is already queued */
+    block_stream(s, sock);
+    return HSP_UDX_EAGAIN;
+  }
   for (;;) {
     ssize_t r = sendto(sock->fd, buf, len, 0, to, addr_len(to));
     if (r >= 0) return 0;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-      if (!s->in_blocked_list) {
-        s->in_blocked_list = 1;
-        s->blocked_next = sock->blocked_head;
-        sock->blocked_head = s;
-        poll_update(sock);
-      }
+      block_stream(s, sock);
       return HSP_UDX_EAGAIN;
     }
     /* Anything else (e.g. unreachable) behaves like loss: RTO/keepalive deal with it. */
     sock->errno_value = errno;
     return 0;
   }
+}
+
+/* Brackets a callback from the loop: datagrams sent inside are batched. */
+static void batch_begin(hsp_udx_socket_t *sock) {
+  if (sock) sock->batching++;
+}
+
+static void send_deferred_acks(hsp_udx_socket_t *sock) {
+  while (sock->ack_head) {
+    hsp_udx_stream_t *s = sock->ack_head;
+    sock->ack_head = s->ack_next;
+    s->ack_next = NULL;
+    hsp_udx__stream_send_deferred_ack(s);
+  }
+}
+
+static void batch_end(hsp_udx_socket_t *sock) {
+  if (!sock) return;
+  if (--sock->batching == 0 && !sock->closing && sock->fd >= 0) tx_flush(sock);
+}
+
+static void io_defer_ack(hsp_udx_stream_t *s) {
+  hsp_udx_socket_t *sock = s->socket;
+  s->ack_next = sock->ack_head;
+  sock->ack_head = s;
 }
 
 static uint64_t io_now(hsp_udx_stream_t *s) {
@@ -188,8 +290,11 @@ static uint64_t io_now(hsp_udx_stream_t *s) {
 
 static void on_timer(uv_timer_t *t) {
   hsp_udx_stream_t *s = t->data;
+  hsp_udx_socket_t *sock = s->socket;
   s->armed_deadline = 0;
+  batch_begin(sock);
   hsp_udx__stream_timeout(s);
+  batch_end(sock);
 }
 
 static void io_arm(hsp_udx_stream_t *s, uint64_t deadline) {
@@ -221,6 +326,15 @@ static void io_closed(hsp_udx_stream_t *s) {
     unlink_stream(&s->socket->blocked_head, s, 1);
     s->in_blocked_list = 0;
   }
+  if (s->socket) {
+    for (hsp_udx_stream_t **pp = &s->socket->ack_head; *pp; pp = &(*pp)->ack_next) {
+      if (*pp == s) {
+        *pp = s->ack_next;
+        break;
+      }
+    }
+    s->ack_next = NULL;
+  }
   if (s->close_status == 0 && s->remote_ended && s->socket && !s->socket->closing) {
     linger_t *l = malloc(sizeof(*l));
     if (l) {
@@ -242,7 +356,7 @@ static void io_closed(hsp_udx_stream_t *s) {
 
 static const hsp_udx_io_t uv_stream_io = {
     .send = io_send, .now = io_now, .arm = io_arm, .want_flush = io_want_flush,
-    .closed = io_closed};
+    .closed = io_closed, .defer_ack = io_defer_ack};
 
 /* ---------- instance ---------- */
 
@@ -377,16 +491,20 @@ static void on_readable(hsp_udx_socket_t *sock) {
       if (n < 0 && errno == EINTR) continue;
       return;
     }
+    batch_begin(sock);
     for (int i = 0; i < n && !sock->closing; i++) {
       /* Truncated datagrams (bigger than our buffer) are not valid UDX packets. */
       if (rx->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
       dispatch(sock, rx->bufs[i], rx->msgs[i].msg_len, &rx->addrs[i]);
     }
+    if (!sock->closing) send_deferred_acks(sock);
+    batch_end(sock);
     if (n < RX_BATCH) return;
   }
 }
 
 static void on_writable(hsp_udx_socket_t *sock) {
+  if (tx_flush(sock) < 0) return;
   hsp_udx_stream_t *list = sock->blocked_head;
   sock->blocked_head = NULL;
   poll_update(sock);
@@ -395,7 +513,9 @@ static void on_writable(hsp_udx_socket_t *sock) {
     list = s->blocked_next;
     s->blocked_next = NULL;
     s->in_blocked_list = 0;
+    batch_begin(sock);
     hsp_udx__stream_flush(s);
+    batch_end(sock);
   }
 }
 
@@ -411,7 +531,8 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 
 static void poll_update(hsp_udx_socket_t *sock) {
   if (sock->closing || sock->fd < 0) return;
-  int ev = UV_READABLE | (sock->blocked_head ? UV_WRITABLE : 0);
+  tx_batch_t *tx = sock->tx;
+  int ev = UV_READABLE | (sock->blocked_head || (tx && tx->n && !sock->batching) ? UV_WRITABLE : 0);
   if (ev != sock->poll_events) {
     sock->poll_events = ev;
     uv_poll_start(&sock->poll, ev, on_poll);
@@ -440,13 +561,19 @@ int hsp_udx_socket_bind(hsp_udx_socket_t *sock, const struct sockaddr *addr) {
     return HSP_UDX_ESOCKET;
   }
   sock->rx = malloc(sizeof(rx_batch_t));
-  if (!sock->rx) {
+  sock->tx = malloc(sizeof(tx_batch_t));
+  if (!sock->rx || !sock->tx) {
+    free(sock->rx);
+    free(sock->tx);
+    sock->rx = sock->tx = NULL;
     close(fd);
     return HSP_UDX_ENOMEM;
   }
+  ((tx_batch_t *)sock->tx)->n = 0;
   if (uv_poll_init(sock->udx->loop, &sock->poll, fd) < 0) {
     free(sock->rx);
-    sock->rx = NULL;
+    free(sock->tx);
+    sock->rx = sock->tx = NULL;
     close(fd);
     return HSP_UDX_ESOCKET;
   }
@@ -503,7 +630,8 @@ static void on_poll_closed(uv_handle_t *h) {
   close(sock->fd);
   sock->fd = -1;
   free(sock->rx);
-  sock->rx = NULL;
+  free(sock->tx);
+  sock->rx = sock->tx = NULL;
   sock->udx->sockets--;
   if (sock->close_cb) sock->close_cb(sock);
 }
@@ -530,6 +658,8 @@ int hsp_udx_socket_close(hsp_udx_socket_t *sock, hsp_udx_socket_close_cb cb) {
     }
   }
   linger_drop(u, sock);
+  if (sock->fd >= 0) tx_flush(sock);
+  sock->ack_head = NULL;
   sock->closing = 1;
   sock->close_cb = cb;
   sock->blocked_head = NULL;

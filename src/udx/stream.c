@@ -203,6 +203,7 @@ static void send_ack(hsp_udx_stream_t *s, uint64_t now) {
     return;
   }
   s->ack_needed = 0;
+  s->ack_deferred = 0;
   uint8_t buf[HSP_UDX_HEADER_SIZE + 8 * HSP_UDX_MAX_SACKS];
   hsp_udx_sack_block_t blocks[HSP_UDX_MAX_SACKS];
   size_t n = 0;
@@ -650,8 +651,18 @@ void hsp_udx__stream_recv(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const 
   }
   process_ack(s, h, payload, len, now);
   if (s->closed) return;
-  /* Every DATA/END gets an ACK, duplicates included: that is how lost ACKs heal. */
-  if (is_data) send_ack(s, now);
+  /* Every DATA/END gets an ACK, duplicates included: that is how lost ACKs heal. The I/O
+   * layer may coalesce the ACKs of one receive batch into one (they are cumulative). */
+  if (is_data) {
+    if (s->io->defer_ack && s->connected) {
+      if (!s->ack_deferred) {
+        s->ack_deferred = 1;
+        s->io->defer_ack(s);
+      }
+    } else {
+      send_ack(s, now);
+    }
+  }
   deliver_eof_if_ready(s);
   if (s->closed) return;
   maybe_close(s);
@@ -758,8 +769,16 @@ void hsp_udx__stream_core_connect(hsp_udx_stream_t *s, uint32_t remote_id) {
   if (s->io->want_flush) s->io->want_flush(s);
 }
 
+void hsp_udx__stream_send_deferred_ack(hsp_udx_stream_t *s) {
+  if (s->closed || !s->ack_deferred) return;
+  send_ack(s, now_us(s));
+  update_timer(s);
+}
+
 void hsp_udx__stream_close(hsp_udx_stream_t *s, int status) {
   if (s->closed) return;
+  /* The ACK for the peer's last packet (often its END) must not be lost with us. */
+  if (s->ack_deferred && status == 0) send_ack(s, now_us(s));
   s->closed = 1;
   s->close_status = status;
   s->rto_at = s->reo_at = s->tlp_at = s->zwp_at = s->keepalive_at = 0;

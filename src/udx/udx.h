@@ -118,6 +118,9 @@ struct hsp_udx_socket {
   hsp_udx_socket_recv_cb recv_cb;
   hsp_udx_socket_close_cb close_cb;
   hsp_udx_stream_t *blocked_head; /* streams waiting for the socket to become writable */
+  hsp_udx_stream_t *ack_head;     /* streams owing an ACK at the end of this receive batch */
+  int batching;                   /* >0: datagrams are queued and sent with sendmmsg */
+  void *tx;                       /* batch send buffers (socket.c) */
   void *rx;                       /* batch receive buffers (socket.c) */
 };
 
@@ -144,6 +147,10 @@ typedef struct hsp_udx_io {
   void (*arm)(hsp_udx_stream_t *s, uint64_t deadline_us); /* 0 = no timer */
   void (*want_flush)(hsp_udx_stream_t *s);                 /* flush at the end of this tick */
   void (*closed)(hsp_udx_stream_t *s);                      /* state machine finished */
+  /* Optional: the ACK owed for received data may wait until the I/O layer has processed its
+   * current batch of datagrams; it then calls hsp_udx__stream_send_deferred_ack. NULL = ACK
+   * every DATA/END packet at once. */
+  void (*defer_ack)(hsp_udx_stream_t *s);
 } hsp_udx_io_t;
 
 struct hsp_udx_stream {
@@ -157,8 +164,8 @@ struct hsp_udx_stream {
   /* private: wiring */
   const hsp_udx_io_t *io;
   void *io_ctx;
-  hsp_udx_stream_t *bucket_next, *flush_next, *blocked_next;
-  int in_flush_list, in_blocked_list, registered;
+  hsp_udx_stream_t *bucket_next, *flush_next, *blocked_next, *ack_next;
+  int in_flush_list, in_blocked_list, registered, ack_deferred;
   uv_timer_t timer;
   uint64_t armed_deadline;
   hsp_udx_stream_read_cb read_cb;

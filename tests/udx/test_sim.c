@@ -138,7 +138,7 @@ static void sim_closed(hsp_udx_stream_t *s) {
   n->status = s->close_status;
   n->closed_at = sim.now;
 }
-static const hsp_udx_io_t sim_io = {sim_send, sim_now, sim_arm, sim_want_flush, sim_closed};
+static const hsp_udx_io_t sim_io = {sim_send, sim_now, sim_arm, sim_want_flush, sim_closed, NULL};
 
 /* ---------- application ---------- */
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "udx.h"
 
@@ -23,7 +24,7 @@ static const char *mode = "sink";
 static uint64_t total = 10 * 1024 * 1024, queued, rx, destroy_after;
 static crypto_hash_sha256_state tx_hash, rx_hash;
 static uint64_t rng = 0x243f6a8885a308d3ull;
-static int ended, linger_ms = 200, send_message;
+static int ended, linger_ms = 200, send_message, fast;
 #define SLOTS 8
 #define CHUNK 65536
 static hsp_udx_write_t wreq[SLOTS + 1];
@@ -61,13 +62,18 @@ static void pump(void) {
     }
     if (slot < 0) return;
     size_t n = total - queued < CHUNK ? (size_t)(total - queued) : CHUNK;
-    for (size_t i = 0; i < n; i++) {
-      rng ^= rng << 13;
-      rng ^= rng >> 7;
-      rng ^= rng << 17;
-      wbuf[slot][i] = (uint8_t)(rng >> 32);
+    if (fast) {
+      /* benchmark mode: constant data, no hashing, so only the transport is measured */
+      memset(wbuf[slot], 0x63, n);
+    } else {
+      for (size_t i = 0; i < n; i++) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        wbuf[slot][i] = (uint8_t)(rng >> 32);
+      }
+      crypto_hash_sha256_update(&tx_hash, wbuf[slot], n);
     }
-    crypto_hash_sha256_update(&tx_hash, wbuf[slot], n);
     busy[slot] = 1;
     queued += n;
     hsp_udx_stream_write(&wreq[slot], &stream, wbuf[slot], n, on_write);
@@ -95,7 +101,7 @@ static void on_read(hsp_udx_stream_t *s, const uint8_t *buf, ssize_t len) {
     if (strcmp(mode, "source") != 0) end_stream();
     return;
   }
-  crypto_hash_sha256_update(&rx_hash, buf, (size_t)len);
+  if (!fast) crypto_hash_sha256_update(&rx_hash, buf, (size_t)len);
   rx += (uint64_t)len;
   if (destroy_after && strcmp(mode, "sink") == 0 && rx >= destroy_after) {
     hsp_udx_stream_destroy(&stream);
@@ -135,9 +141,15 @@ static void on_linger_done(uv_timer_t *t) {
 
 static uv_timer_t linger_timer;
 static void on_close(hsp_udx_stream_t *s, int status) {
-  printf("{\"event\":\"close\",\"status\":%d,\"error\":\"%s\",\"retransmits\":%llu,\"rto\":%llu}\n",
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+               ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+  printf("{\"event\":\"close\",\"status\":%d,\"error\":\"%s\",\"retransmits\":%llu,"
+         "\"rto\":%llu,\"cpu_s\":%.3f,\"cwnd\":%u,\"srtt_us\":%llu,\"sent\":%llu}\n",
          status, status ? hsp_udx_strerror(status) : "", (unsigned long long)s->stat_retransmits,
-         (unsigned long long)s->stat_rto_count);
+         (unsigned long long)s->stat_rto_count, cpu, s->cwnd, (unsigned long long)s->srtt,
+         (unsigned long long)s->stat_packets_sent);
   fflush(stdout);
   /* Stay a moment so late END retransmits from the peer are still re-ACKed. */
   uv_timer_init(loop, &linger_timer);
@@ -161,6 +173,10 @@ int main(int argc, char **argv) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
     if (!strcmp(k, "--send-message")) {
       send_message = 1;
+      continue;
+    }
+    if (!strcmp(k, "--fast")) {
+      fast = 1;
       continue;
     }
     i++;
