@@ -5,6 +5,7 @@
  * so writes made in one loop iteration are coalesced into full packets).
  */
 #include <errno.h>
+#include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,7 +28,15 @@ typedef struct hsp_udx_linger {
 
 #define TX_BATCH 64
 
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#define GSO_MAX_BYTES 65000 /* a GSO super-datagram must stay below the 64 KiB UDP limit */
+
 typedef struct tx_batch {
+  struct mmsghdr groups[TX_BATCH]; /* what is handed to sendmmsg: runs of equal-size datagrams */
+  int group_len[TX_BATCH];
+  char cmsg[TX_BATCH][CMSG_SPACE(sizeof(uint16_t))];
   struct mmsghdr msgs[TX_BATCH];
   struct iovec iov[TX_BATCH];
   struct sockaddr_storage addrs[TX_BATCH];
@@ -179,25 +188,76 @@ static void poll_update(hsp_udx_socket_t *sock);
 static int tx_flush(hsp_udx_socket_t *sock) {
   tx_batch_t *tx = sock->tx;
   if (!tx || tx->n == 0) return 0;
-  int done = 0;
-  while (done < tx->n) {
-    int r = sendmmsg(sock->fd, tx->msgs + done, (unsigned)(tx->n - done), 0);
+  /* Group runs of same-destination, same-size datagrams (the last may be shorter) into one
+   * UDP GSO send: the kernel walks its stack once per group instead of once per datagram. */
+  int ng = 0;
+  for (int i = 0; i < tx->n;) {
+    int j = i + 1;
+    size_t seg = tx->iov[i].iov_len, total = seg;
+    if (!sock->no_gso) {
+      while (j < tx->n && tx->iov[j].iov_len <= seg && total + tx->iov[j].iov_len <= GSO_MAX_BYTES &&
+             tx->msgs[j].msg_hdr.msg_namelen == tx->msgs[i].msg_hdr.msg_namelen &&
+             memcmp(&tx->addrs[j], &tx->addrs[i], tx->msgs[i].msg_hdr.msg_namelen) == 0) {
+        total += tx->iov[j].iov_len;
+        j++;
+        if (tx->iov[j - 1].iov_len < seg) break; /* a short one ends the run */
+      }
+    }
+    struct msghdr *m = &tx->groups[ng].msg_hdr;
+    *m = tx->msgs[i].msg_hdr;
+    m->msg_iov = &tx->iov[i];
+    m->msg_iovlen = (size_t)(j - i);
+    if (j - i > 1) {
+      m->msg_control = tx->cmsg[ng];
+      m->msg_controllen = sizeof(tx->cmsg[ng]);
+      struct cmsghdr *c = CMSG_FIRSTHDR(m);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t gso = (uint16_t)seg;
+      memcpy(CMSG_DATA(c), &gso, sizeof(gso));
+    }
+    tx->group_len[ng++] = j - i;
+    i = j;
+  }
+  int gdone = 0, done = 0;
+  while (gdone < ng) {
+    int r = sendmmsg(sock->fd, tx->groups + gdone, (unsigned)(ng - gdone), 0);
     if (r > 0) {
-      done += r;
+      for (int k = 0; k < r; k++) done += tx->group_len[gdone + k];
+      gdone += r;
       continue;
     }
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) break;
+    if (r < 0 && tx->group_len[gdone] > 1 && (errno == EINVAL || errno == EIO || errno == ENOPROTOOPT)) {
+      /* No UDP GSO here: plain datagrams from now on. */
+      sock->no_gso = 1;
+      int left = tx->n - done;
+      if (done > 0) {
+        memmove(tx->bufs, tx->bufs + done, sizeof(tx->bufs[0]) * (size_t)left);
+        memmove(tx->addrs, tx->addrs + done, sizeof(tx->addrs[0]) * (size_t)left);
+        for (int i = 0; i < left; i++) {
+          tx->iov[i].iov_len = tx->iov[i + done].iov_len;
+          tx->msgs[i].msg_hdr.msg_namelen = tx->msgs[i + done].msg_hdr.msg_namelen;
+        }
+      }
+      tx->n = left;
+      return tx_flush(sock);
+    }
     /* A datagram the kernel refuses (e.g. unreachable) is lost like any other. */
     sock->errno_value = errno;
-    done++;
+    done += tx->group_len[gdone];
+    gdone++;
   }
   int left = tx->n - done;
   if (left > 0 && done > 0) {
     memmove(tx->bufs, tx->bufs + done, sizeof(tx->bufs[0]) * (size_t)left);
     memmove(tx->addrs, tx->addrs + done, sizeof(tx->addrs[0]) * (size_t)left);
-    for (int i = 0; i < left; i++) tx->iov[i].iov_len = tx->iov[i + done].iov_len;
-    for (int i = 0; i < left; i++) tx->msgs[i].msg_hdr.msg_namelen = tx->msgs[i + done].msg_hdr.msg_namelen;
+    for (int i = 0; i < left; i++) {
+      tx->iov[i].iov_len = tx->iov[i + done].iov_len;
+      tx->msgs[i].msg_hdr.msg_namelen = tx->msgs[i + done].msg_hdr.msg_namelen;
+    }
   }
   tx->n = left;
   if (left) {

@@ -120,6 +120,7 @@ struct hsp_udx_socket {
   hsp_udx_stream_t *blocked_head; /* streams waiting for the socket to become writable */
   hsp_udx_stream_t *ack_head;     /* streams owing an ACK at the end of this receive batch */
   int batching;                   /* >0: datagrams are queued and sent with sendmmsg */
+  int no_gso;                     /* UDP GSO refused by the kernel: send plain datagrams */
   void *tx;                       /* batch send buffers (socket.c) */
   void *rx;                       /* batch receive buffers (socket.c) */
 };

@@ -25,7 +25,7 @@ static uint64_t total = 10 * 1024 * 1024, queued, rx, destroy_after;
 static crypto_hash_sha256_state tx_hash, rx_hash;
 static uint64_t rng = 0x243f6a8885a308d3ull;
 static int ended, linger_ms = 200, send_message, fast;
-#define SLOTS 8
+#define SLOTS 64 /* 4 MiB outstanding: writes complete on ACK, so this bounds the window */
 #define CHUNK 65536
 static hsp_udx_write_t wreq[SLOTS + 1];
 static uint8_t wbuf[SLOTS][CHUNK];
