@@ -308,6 +308,151 @@ static void datagrams(void) {
   close_sockets();
 }
 
+static struct sockaddr_storage addr_of(hsp_udx_socket_t *sock) {
+  struct sockaddr_storage a;
+  hsp_udx_socket_getsockname(sock, &a);
+  return a;
+}
+
+/* a(1) <-> r10 [relay] r20 <-> b(2): a blind relay splices two legs without terminating them. */
+static void relay(void) {
+  static ep_t a, b, r10, r20;
+  hsp_udx_socket_t sr;
+  open_sockets(0);
+  CHECK_EQ_INT(hsp_udx_socket_init(&udx, &sr), 0);
+  struct sockaddr_in any;
+  uv_ip4_addr("127.0.0.1", 0, &any);
+  CHECK_EQ_INT(hsp_udx_socket_bind(&sr, (struct sockaddr *)&any), 0);
+  struct sockaddr_storage addr_r = addr_of(&sr);
+  memset(&a, 0, sizeof(a));
+  memset(&b, 0, sizeof(b));
+  memset(&r10, 0, sizeof(r10));
+  memset(&r20, 0, sizeof(r20));
+  CHECK_EQ_INT(hsp_udx_stream_init(&udx, &a.s, 1, on_close), 0);
+  CHECK_EQ_INT(hsp_udx_stream_init(&udx, &b.s, 2, on_close), 0);
+  CHECK_EQ_INT(hsp_udx_stream_init(&udx, &r10.s, 10, on_close), 0);
+  CHECK_EQ_INT(hsp_udx_stream_init(&udx, &r20.s, 20, on_close), 0);
+  CHECK_EQ_INT(hsp_udx_stream_connect(&a.s, &sa, 10, (struct sockaddr *)&addr_r), 0);
+  CHECK_EQ_INT(hsp_udx_stream_connect(&b.s, &sb, 20, (struct sockaddr *)&addr_r), 0);
+  CHECK_EQ_INT(hsp_udx_stream_connect(&r10.s, &sr, 1, (struct sockaddr *)&addr_a), 0);
+  CHECK_EQ_INT(hsp_udx_stream_connect(&r20.s, &sr, 2, (struct sockaddr *)&addr_b), 0);
+  CHECK_EQ_INT(hsp_udx_stream_relay_to(&r10.s, &r20.s), 0);
+  CHECK_EQ_INT(hsp_udx_stream_relay_to(&r20.s, &r10.s), 0);
+  hsp_udx_stream_read_start(&a.s, on_read);
+  hsp_udx_stream_read_start(&b.s, on_read);
+  a.salt = b.salt = 5;
+  a.tx_total = 3 * 1024 * 1024;
+  b.end_after_eof = 1;
+  pump(&a);
+  ep_t *pp[2] = {&a, &b};
+  run_until(pair_closed, pp);
+  CHECK_EQ_INT(b.rx, 3 * 1024 * 1024);
+  CHECK_EQ_INT(b.bad, 0);
+  CHECK_EQ_INT(a.status, 0);
+  CHECK_EQ_INT(b.status, 0);
+  CHECK_EQ_INT(r10.rx + r20.rx, 0); /* the relay never terminates the stream */
+  CHECK(!r10.closed && !r20.closed);
+  hsp_udx_stream_destroy(&r10.s);
+  hsp_udx_stream_destroy(&r20.s);
+  ep_t *rr[2] = {&r10, &r20};
+  run_until(pair_closed, rr);
+  free_ep(&a);
+  hsp_udx_socket_close(&sr, NULL);
+  close_sockets();
+}
+
+static int changed;
+static void on_changed(hsp_udx_stream_t *s) {
+  (void)s;
+  changed++;
+}
+static hsp_udx_socket_t sc;
+static int migrate_when_half(void *arg) {
+  ep_t **p = arg;
+  if (!changed && p[1]->rx >= 1024 * 1024 && p[1]->s.socket == &sb) {
+    struct sockaddr_storage addr_c = addr_of(&sc);
+    /* b moves to a new socket (a new path); a is told out of band, as HyperDHT does */
+    int r1 = hsp_udx_stream_change_remote(&p[1]->s, &sc, 1, (struct sockaddr *)&addr_a, on_changed);
+    int r2 = hsp_udx_stream_change_remote(&p[0]->s, &sa, 2, (struct sockaddr *)&addr_c, on_changed);
+    CHECK(r1 >= 0 && r2 >= 0);
+    changed += (r1 == 1) + (r2 == 1);
+  }
+  return p[0]->closed && p[1]->closed;
+}
+
+static void change_remote(void) {
+  static ep_t a, b;
+  open_sockets(0);
+  CHECK_EQ_INT(hsp_udx_socket_init(&udx, &sc), 0);
+  struct sockaddr_in any;
+  uv_ip4_addr("127.0.0.1", 0, &any);
+  CHECK_EQ_INT(hsp_udx_socket_bind(&sc, (struct sockaddr *)&any), 0);
+  changed = 0;
+  setup_pair(&a, &b, 1, 2);
+  a.tx_total = 4 * 1024 * 1024;
+  b.end_after_eof = 1;
+  pump(&a);
+  ep_t *pp[2] = {&a, &b};
+  run_until(migrate_when_half, pp);
+  CHECK_EQ_INT(changed, 2);
+  CHECK(b.s.socket == &sc);
+  CHECK_EQ_INT(b.rx, 4 * 1024 * 1024);
+  CHECK_EQ_INT(b.bad, 0);
+  CHECK_EQ_INT(a.status, 0);
+  CHECK_EQ_INT(b.status, 0);
+  free_ep(&a);
+  free_ep(&b);
+  hsp_udx_socket_close(&sc, NULL);
+  close_sockets();
+}
+
+static int fw_calls, fw_reject_first;
+static struct sockaddr_storage fw_from;
+static int firewall(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, const struct sockaddr *from) {
+  (void)s;
+  (void)sock;
+  fw_calls++;
+  memcpy(&fw_from, from, from->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+  return fw_reject_first && fw_calls == 1;
+}
+static int connect_on_data(void *arg) {
+  ep_t **p = arg;
+  if (p[1]->rx > 0 && !p[1]->s.connected) {
+    /* learned the peer's address from the first packet, now connect (sends the owed ACK) */
+    CHECK_EQ_INT(hsp_udx_stream_connect(&p[1]->s, &sb, 1, (struct sockaddr *)&fw_from), 0);
+  }
+  return p[0]->closed && p[1]->closed;
+}
+
+static void preconnect(int reject_first) {
+  static ep_t a, b;
+  open_sockets(0);
+  memset(&a, 0, sizeof(a));
+  memset(&b, 0, sizeof(b));
+  fw_calls = 0;
+  fw_reject_first = reject_first;
+  CHECK_EQ_INT(hsp_udx_stream_init(&udx, &a.s, 1, on_close), 0);
+  CHECK_EQ_INT(hsp_udx_stream_init(&udx, &b.s, 2, on_close), 0);
+  hsp_udx_stream_set_firewall(&b.s, firewall);
+  CHECK_EQ_INT(hsp_udx_stream_connect(&a.s, &sa, 2, (struct sockaddr *)&addr_b), 0);
+  hsp_udx_stream_read_start(&a.s, on_read);
+  hsp_udx_stream_read_start(&b.s, on_read);
+  a.salt = b.salt = 9;
+  a.tx_total = 100000;
+  b.end_after_eof = 1;
+  pump(&a);
+  ep_t *pp[2] = {&a, &b};
+  run_until(connect_on_data, pp);
+  CHECK(fw_calls >= 1);
+  CHECK_EQ_INT(b.rx, 100000);
+  CHECK_EQ_INT(b.bad, 0);
+  CHECK_EQ_INT(a.status, 0);
+  CHECK_EQ_INT(b.status, 0);
+  if (reject_first) CHECK(a.s.stat_retransmits >= 1);
+  free_ep(&a);
+  close_sockets();
+}
+
 static void api_errors(void) {
   ep_t a, b;
   open_sockets(0);
@@ -335,6 +480,10 @@ int main(void) {
   concurrent();
   destroy_midway();
   datagrams();
+  relay();
+  change_remote();
+  preconnect(0);
+  preconnect(1);
   api_errors();
   hsp_udx_deinit(&udx);
   uv_run(&loop, UV_RUN_DEFAULT);
