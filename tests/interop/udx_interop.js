@@ -145,6 +145,26 @@ async function main () {
     await c.exit(); socket.close()
   })
 
+  await scenario('JS relayTo between two C endpoints', async () => {
+    const UDX = require('udx-native')
+    const u = new UDX(); const socket = u.createSocket(); socket.bind(0, '127.0.0.1')
+    const rport = socket.address().port
+    const sink = startC(['--id', '2', '--remote-id', '20', '--remote-port', String(rport), '--mode', 'sink'])
+    const p2 = (await sink.wait('listening')).port
+    const r10 = u.createStream(10); const r20 = u.createStream(20)
+    r20.connect(socket, 2, p2, '127.0.0.1')
+    const src = startC(['--id', '1', '--remote-id', '10', '--remote-port', String(rport), '--mode', 'source', '--bytes', String(5 * MiB)])
+    const p1 = (await src.wait('listening')).port
+    r10.connect(socket, 1, p1, '127.0.0.1')
+    r10.relayTo(r20); r20.relayTo(r10)
+    const sent = await src.wait('sent'); const end = await sink.wait('end', 60000)
+    const c1 = await src.wait('close', 60000); const c2 = await sink.wait('close', 60000)
+    check(end.sha256 === sent.sha256 && end.bytes === 5 * MiB, 'C->C 5 MiB through a udx-native relay intact')
+    check(c1.status === 0 && c2.status === 0, 'both C ends close cleanly through the relay')
+    r10.destroy(); r20.destroy()
+    await src.exit(); await sink.exit(); socket.close()
+  })
+
   await scenario('keepalive heartbeats from JS answered by C', async () => {
     const js = jsEndpoint(2)
     const c = startC(['--id', '1', '--remote-id', '2', '--remote-port', String(js.port), '--mode', 'sink'])
