@@ -1,5 +1,5 @@
 // C (hsp_udx, tests/udx/udx_peer.c) <-> JS (udx-native 1.21.3) on 127.0.0.1, both directions.
-const { startC, jsEndpoint, jsSource, check, scenario, done, sleep } = require('./udx_lib.js')
+const { startC, jsEndpoint, jsSource, lossyForwarder, check, scenario, done, sleep } = require('./udx_lib.js')
 
 const MiB = 1024 * 1024
 const BIG = Number(process.env.HSP_UDX_BIG_MB || 100) * MiB
@@ -165,19 +165,23 @@ async function main () {
     await src.exit(); await sink.exit(); socket.close()
   })
 
-  await scenario('keepalive heartbeats from JS answered by C', async () => {
+  await scenario('keepalive both ways: heartbeats are answered with ACKs', async () => {
+    const fw = lossyForwarder({ drop: 0, reorder: 0 })
+    await fw.ready
     const js = jsEndpoint(2)
-    const c = startC(['--id', '1', '--remote-id', '2', '--remote-port', String(js.port), '--mode', 'sink'])
-    const { port } = await c.wait('listening')
-    js.stream.connect(js.socket, 1, port, '127.0.0.1')
+    fw.A = js.port
+    const c = startC(['--id', '1', '--remote-id', '2', '--remote-port', String(fw.port), '--mode', 'sink', '--keepalive', '50'])
+    fw.B = (await c.wait('listening')).port
+    js.stream.connect(js.socket, 1, fw.port, '127.0.0.1')
     js.stream.setKeepalive(50)
-    await sleep(600)
-    // An unanswered heartbeat would not fail a stream by itself, so check C is still there
-    // and the stream then transfers and closes normally.
+    await sleep(700)
+    const st = { ...fw.stats }
+    check((st.hbA || 0) >= 5 && (st.ackB || 0) >= (st.hbA || 0) - 1, `C answers JS heartbeats (${st.hbA} heartbeats, ${st.ackB} ACKs)`)
+    check((st.hbB || 0) >= 5 && (st.ackA || 0) >= (st.hbB || 0) - 1, `JS answers C heartbeats (${st.hbB} heartbeats, ${st.ackA} ACKs)`)
     const sha = await jsSource(js.stream, 100000)
     const end = await c.wait('end', 10000)
     check(end.sha256 === sha, 'data after keepalive period intact')
-    await c.wait('close'); await js.closedP; await c.exit(); js.socket.close()
+    await c.wait('close'); await js.closedP; await c.exit(); js.socket.close(); fw.close()
   })
   done()
 }

@@ -99,6 +99,10 @@ function lossyForwarder ({ drop = 0.05, reorder = 0.1, dropAcks = () => false, s
     const udx = buf.length >= 20 && buf[0] === 0xff && buf[1] === 1
     const type = udx ? buf[2] : -1
     if (type & 0x20) fw.stats.heartbeats++
+    if (udx) {
+      const k = (type === 0x20 ? 'hb' : type === 0 ? 'ack' : 'other') + (fromA ? 'A' : 'B')
+      fw.stats[k] = (fw.stats[k] || 0) + 1
+    }
     const isData = udx && (type & 3)
     const isAck = udx && (type & ~4) === 0
     if ((isData || (isAck && dropAcks(fromA))) && rnd() < drop) { fw.stats.drop++; return }
