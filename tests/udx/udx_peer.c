@@ -3,6 +3,7 @@
  *   udx_peer --id 1 --remote-id 2 --remote-port P [--port 0] [--host 127.0.0.1]
  *            [--mode sink|source|hello] [--bytes N] [--destroy-after N] [--keepalive MS]
  *            [--seq S] [--ack A] [--send-message] [--linger-ms MS] [--exit-after-ms MS]
+ *            [--pause-ms MS] [--fast]
  * Prints JSON lines on stdout: listening {port}, sent {sha256}, end {bytes, sha256},
  * message {text}, raw {text}, close {status}. Exits 0 after the stream closes.
  */
@@ -30,7 +31,14 @@ static int ended, linger_ms = 200, send_message, fast;
 static hsp_udx_write_t wreq[SLOTS + 1];
 static uint8_t wbuf[SLOTS][CHUNK];
 static int busy[SLOTS + 1];
-static uv_timer_t exit_timer;
+static uv_timer_t exit_timer, pause_timer;
+static int pause_ms;
+static void on_read(hsp_udx_stream_t *s, const uint8_t *buf, ssize_t len);
+static void on_unpause(uv_timer_t *t) {
+  uv_close((uv_handle_t *)t, NULL);
+  printf("{\"event\":\"resume\",\"buffered\":%zu}\n", stream.ready_bytes);
+  hsp_udx_stream_read_start(&stream, on_read);
+}
 
 static void hex(const uint8_t *d, size_t n, char *out) {
   for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", d[i]);
@@ -192,6 +200,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--seq")) seq = strtoll(v, NULL, 10);
     else if (!strcmp(k, "--ack")) ack = strtoll(v, NULL, 10);
     else if (!strcmp(k, "--linger-ms")) linger_ms = atoi(v);
+    else if (!strcmp(k, "--pause-ms")) pause_ms = atoi(v);
     else if (!strcmp(k, "--exit-after-ms")) exit_after = atoi(v);
     else {
       fprintf(stderr, "unknown option %s\n", k);
@@ -228,7 +237,13 @@ int main(int argc, char **argv) {
   hsp_udx_stream_set_message_cb(&stream, on_message);
   hsp_udx_stream_connect(&stream, &sock, remote_id, (struct sockaddr *)&remote);
   if (keepalive) hsp_udx_stream_set_keepalive(&stream, (uint32_t)keepalive);
-  hsp_udx_stream_read_start(&stream, on_read);
+  if (pause_ms) {
+    /* not reading: our window closes and the peer must wait (zero-window probes) */
+    uv_timer_init(loop, &pause_timer);
+    uv_timer_start(&pause_timer, on_unpause, (uint64_t)pause_ms, 0);
+  } else {
+    hsp_udx_stream_read_start(&stream, on_read);
+  }
   printf("{\"event\":\"listening\",\"port\":%d}\n", bport);
   uv_timer_init(loop, &exit_timer);
   if (exit_after) uv_timer_start(&exit_timer, on_exit_timer, (uint64_t)exit_after, 0);
