@@ -10,6 +10,7 @@ enum {
   HSP_UDX_PKT_IN_SENT = 0x02,    /* on the in-flight list */
   HSP_UDX_PKT_IN_RQ = 0x04,      /* on the retransmit queue */
   HSP_UDX_PKT_RETRANSMIT = 0x08, /* sent more than once: no RTT samples (Karn) */
+  HSP_UDX_PKT_PROBE = 0x10,      /* MTU probe: padded with buf[3] zero bytes */
 };
 
 /* One datagram buffer: an outgoing DATA/END packet kept until acked, or a received payload
@@ -36,6 +37,9 @@ void hsp_udx__stream_core_init(hsp_udx_stream_t *s, hsp_udx_t *udx, uint32_t loc
                                const hsp_udx_io_t *io, void *io_ctx);
 /* Marks a stream connected for the core (socket/addr handled by the I/O layer). */
 void hsp_udx__stream_core_connect(hsp_udx_stream_t *s, uint32_t remote_id);
+/* (Re)starts path MTU discovery from the base MTU for a path whose IP+UDP+UDX overhead is
+ * given (48 IPv4, 68 IPv6); search_max 0 disables probing. */
+void hsp_udx__stream_mtu_reset(hsp_udx_stream_t *s, uint32_t overhead, uint32_t search_max);
 /* One received UDX packet for this stream; payload starts after data_offset padding. */
 void hsp_udx__stream_recv(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const uint8_t *payload,
                           size_t len);

@@ -765,7 +765,10 @@ int hsp_udx_stream_connect(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, uint32_t
   if (s->connected || sock->fd < 0 || sock->closing) return HSP_UDX_EINVAL;
   if (addr_for_socket(sock, addr, &s->remote_addr) < 0) return HSP_UDX_EINVAL;
   s->socket = sock;
-  s->max_payload = payload_for(sock, addr);
+  /* No route MTU lookup: search up to 1500 like libudx does on loopback and Ethernet; a
+   * smaller path loses the probes and the search stops at the last size that worked. */
+  hsp_udx__stream_mtu_reset(s, HSP_UDX_MTU_BASE - payload_for(sock, addr),
+                            s->mtu_disabled ? 0 : HSP_UDX_MTU_MAX);
   hsp_udx__stream_core_connect(s, remote_id);
   return 0;
 }
@@ -785,9 +788,10 @@ int hsp_udx_stream_change_remote(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, ui
   s->socket = sock;
   s->remote_addr = dst;
   s->remote_id = remote_id;
-  uint32_t mp = payload_for(sock, addr);
-  /* Packets already built keep their size; only shrinking would need care, never growing. */
-  if (mp < s->max_payload) s->max_payload = mp;
+  /* A new path: start the MTU search again from the base (packets already built keep
+   * their size). */
+  hsp_udx__stream_mtu_reset(s, HSP_UDX_MTU_BASE - payload_for(sock, addr),
+                            s->mtu_disabled ? 0 : HSP_UDX_MTU_MAX);
   s->remote_changed_cb = cb;
   io_want_flush(s);
   if (s->remote_acked == s->seq) return 1;

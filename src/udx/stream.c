@@ -259,6 +259,71 @@ static void rtt_sample(hsp_udx_stream_t *s, uint64_t r, uint64_t now) {
   }
 }
 
+/* ---------- path MTU ---------- */
+
+enum { MTU_BASE = 0, MTU_SEARCH = 1, MTU_DONE = 2 };
+
+void hsp_udx__stream_mtu_reset(hsp_udx_stream_t *s, uint32_t overhead, uint32_t search_max) {
+  s->mtu = HSP_UDX_MTU_BASE;
+  s->mtu_overhead = overhead;
+  s->max_payload = HSP_UDX_MTU_BASE - overhead;
+  s->mtu_probe_size = search_max > HSP_UDX_MTU_BASE ? search_max : 0; /* upper bound */
+  s->mtu_state = s->mtu_probe_size ? MTU_BASE : MTU_DONE;
+  s->mtu_probe_outstanding = 0;
+  s->mtu_probe_failures = 0;
+}
+
+static uint32_t mtu_next_probe(const hsp_udx_stream_t *s) {
+  uint32_t next = s->mtu + HSP_UDX_MTU_STEP;
+  return next > s->mtu_probe_size ? s->mtu_probe_size : next;
+}
+
+/* A probe is an ordinary DATA packet padded (data_offset) up to the probe size. */
+static void mtu_probeify(hsp_udx_stream_t *s, hsp_udx_pkt_t *p) {
+  if (s->mtu_state != MTU_SEARCH || s->mtu_probe_outstanding || s->remote_change_pending ||
+      s->ca_state != HSP_UDX_CA_OPEN || !(p->type & HSP_UDX_TYPE_DATA)) {
+    return;
+  }
+  size_t payload = p->len - HSP_UDX_HEADER_SIZE;
+  uint32_t target = mtu_next_probe(s);
+  if (payload + s->mtu_overhead >= target) return;
+  size_t pad = target - s->mtu_overhead - payload;
+  if (pad > 255 || p->len + pad > HSP_UDX_MAX_DATAGRAM) return;
+  memmove(p->buf + HSP_UDX_HEADER_SIZE + pad, p->buf + HSP_UDX_HEADER_SIZE, payload);
+  memset(p->buf + HSP_UDX_HEADER_SIZE, 0, pad);
+  p->buf[3] = (uint8_t)pad;
+  p->len = (uint16_t)(p->len + pad);
+  p->flags |= HSP_UDX_PKT_PROBE;
+  s->mtu_probe_outstanding = 1;
+}
+
+/* A lost probe goes out again unpadded; after a few failures the search stops. */
+static void mtu_unprobeify(hsp_udx_stream_t *s, hsp_udx_pkt_t *p) {
+  if (!(p->flags & HSP_UDX_PKT_PROBE)) return;
+  size_t pad = p->buf[3];
+  size_t payload = p->len - HSP_UDX_HEADER_SIZE - pad;
+  memmove(p->buf + HSP_UDX_HEADER_SIZE, p->buf + HSP_UDX_HEADER_SIZE + pad, payload);
+  p->buf[3] = 0;
+  p->len = (uint16_t)(p->len - pad);
+  p->flags &= (uint8_t)~HSP_UDX_PKT_PROBE;
+  s->mtu_probe_outstanding = 0;
+  if (++s->mtu_probe_failures >= HSP_UDX_MTU_MAX_PROBES) s->mtu_state = MTU_DONE;
+}
+
+static void mtu_on_delivered(hsp_udx_stream_t *s, hsp_udx_pkt_t *p) {
+  if (s->mtu_state == MTU_BASE) s->mtu_state = MTU_SEARCH;
+  if (!(p->flags & HSP_UDX_PKT_PROBE)) return;
+  p->flags &= (uint8_t)~HSP_UDX_PKT_PROBE;
+  s->mtu_probe_outstanding = 0;
+  uint32_t size = p->len - HSP_UDX_HEADER_SIZE + s->mtu_overhead; /* IP packet size */
+  if (size > s->mtu) {
+    s->mtu = size;
+    s->max_payload = s->mtu - s->mtu_overhead;
+    s->mtu_probe_failures = 0;
+  }
+  if (s->mtu >= s->mtu_probe_size) s->mtu_state = MTU_DONE;
+}
+
 /* ---------- sending ---------- */
 
 static void arm_tlp(hsp_udx_stream_t *s, uint64_t now) {
@@ -334,6 +399,7 @@ static hsp_udx_pkt_t *packetise(hsp_udx_stream_t *s) {
   p->time_sent = 0;
   write_header(s, p->buf, type, s->seq);
   s->seq++;
+  mtu_probeify(s, p);
   return p;
 }
 
@@ -423,10 +489,13 @@ void hsp_udx__stream_flush(hsp_udx_stream_t *s) {
 /* ---------- loss detection ---------- */
 
 static void mark_lost(hsp_udx_stream_t *s, hsp_udx_pkt_t *p) {
+  /* A lost MTU probe says the packet was too big, not that the path is congested. */
+  int probe = (p->flags & HSP_UDX_PKT_PROBE) != 0;
   sent_remove(s, p);
+  mtu_unprobeify(s, p);
   list_append(&s->rq_head, &s->rq_tail, p);
   p->flags |= HSP_UDX_PKT_IN_RQ;
-  if (s->ca_state == HSP_UDX_CA_OPEN) {
+  if (s->ca_state == HSP_UDX_CA_OPEN && !probe) {
     s->high_seq = s->seq;
     s->stat_fast_recoveries++;
     hsp_udx__cc_on_recovery(s);
@@ -461,6 +530,7 @@ static void on_delivered(hsp_udx_stream_t *s, hsp_udx_pkt_t *p, uint64_t now) {
   sent_remove(s, p);
   p->flags |= HSP_UDX_PKT_SACKED;
   if (!p->time_sent) return; /* queued but never sent (socket was full) */
+  mtu_on_delivered(s, p);
   uint64_t rtt = now >= p->time_sent ? now - p->time_sent : 0;
   if (!(p->flags & HSP_UDX_PKT_RETRANSMIT)) {
     rtt_sample(s, rtt, now);
@@ -690,6 +760,7 @@ static void on_rto(hsp_udx_stream_t *s, uint64_t now) {
   hsp_udx_pkt_t *p;
   while ((p = s->sent_head)) {
     sent_remove(s, p);
+    mtu_unprobeify(s, p);
     list_append(&s->rq_head, &s->rq_tail, p);
     p->flags |= HSP_UDX_PKT_IN_RQ;
   }
@@ -758,7 +829,7 @@ void hsp_udx__stream_core_init(hsp_udx_stream_t *s, hsp_udx_t *udx, uint32_t loc
   s->rwnd_max = HSP_UDX_DEFAULT_RWND;
   s->send_rwnd = HSP_UDX_DEFAULT_RWND;
   s->rto = HSP_UDX_RTO_MIN_MS * US_PER_MS;
-  s->max_payload = HSP_UDX_PAYLOAD_IPV6;
+  hsp_udx__stream_mtu_reset(s, HSP_UDX_MTU_BASE - HSP_UDX_PAYLOAD_IPV6, 0);
   hsp_udx__cc_init(s);
 }
 
@@ -943,6 +1014,7 @@ int hsp_udx_stream_set_rwnd_max(hsp_udx_stream_t *s, uint32_t bytes) {
 
 uint32_t hsp_udx_stream_rtt_ms(const hsp_udx_stream_t *s) { return (uint32_t)(s->srtt / 1000); }
 uint32_t hsp_udx_stream_cwnd(const hsp_udx_stream_t *s) { return s->cwnd; }
+uint32_t hsp_udx_stream_mtu(const hsp_udx_stream_t *s) { return s->mtu; }
 
 const char *hsp_udx_strerror(int err) {
   switch (err) {

@@ -53,6 +53,9 @@ const char *hsp_udx_strerror(int err);
 #define HSP_UDX_RTO_MIN_MS 1000
 #define HSP_UDX_RTO_MAX_MS 30000
 #define HSP_UDX_MAX_RTO_TIMEOUTS 6
+#define HSP_UDX_MTU_MAX 1500
+#define HSP_UDX_MTU_STEP 32
+#define HSP_UDX_MTU_MAX_PROBES 3
 
 typedef struct hsp_udx hsp_udx_t;
 typedef struct hsp_udx_socket hsp_udx_socket_t;
@@ -187,6 +190,9 @@ struct hsp_udx_stream {
   uint32_t end_seq;
   uint32_t remote_end_seq;
   uint32_t max_payload;
+  /* private: path MTU search (RFC 8899-like, as libudx: +32 byte padded DATA probes) */
+  uint32_t mtu, mtu_overhead, mtu_probe_size;
+  int mtu_state, mtu_probe_outstanding, mtu_probe_failures, mtu_disabled;
 
   /* private: sender */
   uint32_t seq;          /* snd.nxt */
@@ -295,6 +301,7 @@ int hsp_udx_stream_relay_to(hsp_udx_stream_t *s, hsp_udx_stream_t *dest);
 
 /* Introspection. */
 uint32_t hsp_udx_stream_rtt_ms(const hsp_udx_stream_t *s);
+uint32_t hsp_udx_stream_mtu(const hsp_udx_stream_t *s);
 uint32_t hsp_udx_stream_cwnd(const hsp_udx_stream_t *s);
 
 #endif

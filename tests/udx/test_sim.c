@@ -36,6 +36,7 @@ static struct {
   uint64_t bytes_per_ms;
   uint64_t queue_us; /* tail drop when the bottleneck queue exceeds this */
   int blackhole[2];  /* drop everything towards node i */
+  size_t mtu_limit;  /* drop IP packets larger than this (0 = none) */
   uint64_t dropped, delivered, unknown;
 } sim;
 
@@ -106,7 +107,7 @@ static sim_pkt_t *heap_pop(void) {
 static int sim_send(hsp_udx_stream_t *s, const uint8_t *buf, size_t len) {
   node_t *n = (node_t *)s;
   int dst = 1 - n->idx;
-  if (sim.blackhole[dst] || rndf() < sim.loss) {
+  if (sim.blackhole[dst] || rndf() < sim.loss || (sim.mtu_limit && len + 28 > sim.mtu_limit)) {
     sim.dropped++;
     return 0;
   }
@@ -229,7 +230,7 @@ static void setup(double loss, double reorder, uint64_t seed) {
     node_t *n = &nodes[i];
     hsp_udx__stream_core_init(&n->s, &pool, (uint32_t)(i + 1), &sim_io, NULL);
     n->idx = i;
-    n->s.max_payload = HSP_UDX_PAYLOAD_IPV4;
+    hsp_udx__stream_mtu_reset(&n->s, 48, HSP_UDX_MTU_MAX);
     hsp_udx_stream_read_start(&n->s, on_read);
     hsp_udx_stream_set_message_cb(&n->s, on_message);
   }
@@ -308,8 +309,10 @@ static void teardown(void) {
 
 /* ---------- scenarios ---------- */
 
-static void test_bulk(double loss, double reorder, uint64_t bytes, const char *name) {
+static void test_bulk(double loss, double reorder, uint64_t bytes, const char *name,
+                      size_t mtu_limit) {
   setup(loss, reorder, 0x9e3779b97f4a7c15ull);
+  sim.mtu_limit = mtu_limit;
   nodes[0].tx_total = bytes;
   nodes[1].end_after_eof = 1;
   pump(&nodes[0]);
@@ -322,6 +325,13 @@ static void test_bulk(double loss, double reorder, uint64_t bytes, const char *n
   CHECK_EQ_INT(nodes[0].status, 0);
   CHECK_EQ_INT(nodes[1].status, 0);
   CHECK_EQ_INT(nodes[0].write_err, 0);
+  if (mtu_limit) {
+    /* probes above the path MTU are lost and resent unpadded; the search settles below it */
+    CHECK(nodes[0].s.mtu <= mtu_limit && nodes[0].s.mtu > mtu_limit - HSP_UDX_MTU_STEP);
+  } else {
+    CHECK_EQ_INT(nodes[0].s.mtu, HSP_UDX_MTU_MAX);
+  }
+  printf("mtu %u; ", nodes[0].s.mtu);
   printf("%s: %llu bytes in %.2f s simulated, %.1f MB/s, retransmits %llu, rto %llu, "
          "recoveries %llu, dropped %llu\n",
          name, (unsigned long long)bytes, (double)(sim.now - t0) / 1e6,
@@ -489,8 +499,9 @@ static void test_malformed(void) {
 
 int main(void) {
   test_empty_and_hello();
-  test_bulk(0, 0, 5 * 1024 * 1024, "clean 5 MiB");
-  test_bulk(0.05, 0.1, 20 * 1024 * 1024, "5% loss + reorder 20 MiB");
+  test_bulk(0, 0, 5 * 1024 * 1024, "clean 5 MiB", 0);
+  test_bulk(0, 0, 5 * 1024 * 1024, "clean 5 MiB, path MTU 1400", 1400);
+  test_bulk(0.05, 0.1, 20 * 1024 * 1024, "5% loss + reorder 20 MiB", 0);
   test_half_close();
   test_destroy();
   test_timeout();
