@@ -378,6 +378,14 @@ static void on_stream_timer_closed(uv_handle_t *h) {
 static void io_closed(hsp_udx_stream_t *s) {
   hsp_udx_t *u = s->udx;
   table_remove(u, s);
+  /* Streams relaying into this one would forward into freed memory: close them too. */
+  for (uint32_t i = 0; u->buckets && i <= u->bucket_mask; i++) {
+    for (hsp_udx_stream_t *r = u->buckets[i]; r;) {
+      hsp_udx_stream_t *next = r->bucket_next;
+      if (r->relay_to == s && !r->closed) hsp_udx__stream_close(r, HSP_UDX_ECONNRESET);
+      r = next;
+    }
+  }
   if (s->in_flush_list) {
     unlink_stream(&u->flush_head, s, 0);
     s->in_flush_list = 0;

@@ -276,7 +276,9 @@ int hsp_udx_stream_connect(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, uint32_t
  * accumulates, so the peer stops sending (flow control). */
 int hsp_udx_stream_read_start(hsp_udx_stream_t *s, hsp_udx_stream_read_cb cb);
 int hsp_udx_stream_read_stop(hsp_udx_stream_t *s);
-/* Queues buf (not copied: keep it alive until cb). cb(req, 0) once the peer acked it all. */
+/* Queues buf (not copied: keep it alive until cb). cb(req, 0) once the peer acked it all.
+ * Because completion waits for the ACK, a writer that limits itself to N bytes outstanding
+ * also limits the window to N: keep a few MiB queued for full speed on fast paths. */
 int hsp_udx_stream_write(hsp_udx_write_t *req, hsp_udx_stream_t *s, const uint8_t *buf,
                          size_t len, hsp_udx_write_cb cb);
 /* Like write, then half-closes our direction (END). len may be 0. */
@@ -296,7 +298,8 @@ int hsp_udx_stream_change_remote(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, ui
                                  const struct sockaddr *addr,
                                  hsp_udx_stream_remote_changed_cb cb);
 /* Forwards every packet arriving for s verbatim (id rewritten) to dest's remote (blind relay).
- * One direction: call it on both streams to splice them. */
+ * One direction: call it on both streams to splice them. A forwarded DESTROY closes s with
+ * HSP_UDX_ECONNRESET; closing dest closes s the same way; destroying s sends nothing. */
 int hsp_udx_stream_relay_to(hsp_udx_stream_t *s, hsp_udx_stream_t *dest);
 
 /* Introspection. */

@@ -352,10 +352,12 @@ static void relay(void) {
   CHECK_EQ_INT(b.status, 0);
   CHECK_EQ_INT(r10.rx + r20.rx, 0); /* the relay never terminates the stream */
   CHECK(!r10.closed && !r20.closed);
-  hsp_udx_stream_destroy(&r10.s);
+  /* destroying one leg closes the stream relaying into it */
   hsp_udx_stream_destroy(&r20.s);
   ep_t *rr[2] = {&r10, &r20};
   run_until(pair_closed, rr);
+  CHECK_EQ_INT(r20.status, 0);
+  CHECK_EQ_INT(r10.status, HSP_UDX_ECONNRESET);
   free_ep(&a);
   hsp_udx_socket_close(&sr, NULL);
   close_sockets();
