@@ -6,6 +6,7 @@ const crypto = require('crypto')
 const dgram = require('dgram')
 
 const PEER = process.argv[2]
+let failures = 0
 if (!PEER) { console.error('usage: node script.js <udx_peer binary>'); process.exit(2) }
 
 function startC (args) {
@@ -30,7 +31,13 @@ function startC (args) {
     }
     check()
   })
-  proc.on('exit', (code) => { exited = code; check() })
+  let killed = false
+  proc.on('exit', (code) => {
+    exited = code
+    // A sanitizer report (ASan/LSan/UBSan) makes the C peer exit non-zero.
+    if (code !== 0 && !killed) { failures++; console.log(`FAIL C peer ${args.join(' ')} exited with ${code}`) }
+    check()
+  })
   return {
     proc,
     events,
@@ -43,7 +50,7 @@ function startC (args) {
       })
     },
     exit () { return exited !== null ? Promise.resolve(exited) : new Promise((resolve) => proc.on('exit', resolve)) },
-    kill () { if (exited === null) proc.kill('SIGKILL') }
+    kill () { if (exited === null) { killed = true; proc.kill('SIGKILL') } }
   }
 }
 
@@ -119,7 +126,6 @@ function lossyForwarder ({ drop = 0.05, reorder = 0.1, dropAcks = () => false, s
   return fw
 }
 
-let failures = 0
 function check (cond, what) {
   if (cond) console.log('ok   ' + what)
   else { failures++; console.log('FAIL ' + what) }
