@@ -9,6 +9,7 @@
  *   3: toggle reading                                       4: flush
  *   5: write_end, or destroy if len > 250
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,7 +61,10 @@ static void invariants(hsp_udx_stream_t *s) {
   }
   if (n != s->inflight) abort();
   int32_t outstanding = hsp_udx_seq_diff(s->seq, s->remote_acked);
-  if (outstanding < 0 || (uint32_t)outstanding < s->inflight) abort();
+  if (outstanding < 0 || (uint32_t)outstanding < s->inflight) {
+    fprintf(stderr, "seq %u una %u inflight %u\n", s->seq, s->remote_acked, s->inflight);
+    abort();
+  }
   size_t ready = 0;
   for (hsp_udx_pkt_t *p = s->ready_head; p; p = p->next) ready += p->len;
   if (ready != s->ready_bytes) abort();

@@ -551,7 +551,13 @@ static void on_delivered(hsp_udx_stream_t *s, hsp_udx_pkt_t *p, uint64_t now) {
 
 static void process_ack(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const uint8_t *payload,
                         size_t len, uint64_t now) {
-  if (sdiff(h->ack, s->seq) > 0) return; /* acks data we never sent */
+  /* Offsets from snd.una, so a signed compare cannot be fooled at a distance of 2^31. */
+  uint32_t newly = h->ack - s->remote_acked;
+  if (newly > s->seq - s->remote_acked) {
+    /* An old ack (below snd.una) still carries a window; one above snd.nxt is bogus. */
+    if (sdiff(h->ack, s->remote_acked) >= 0) return;
+    newly = 0;
+  }
   /* The TCP SND.WL1/WL2 rule, plus a plausibility bound on seq so one forged packet with
    * a far-future seq cannot freeze the window forever. */
   int32_t ahead = sdiff(h->seq, s->ack);
@@ -568,7 +574,7 @@ static void process_ack(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const ui
 
   uint32_t delivered = 0;
   int advanced = 0;
-  while (sdiff(s->remote_acked, h->ack) < 0) {
+  for (; newly > 0; newly--) {
     hsp_udx_pkt_t *p = ring_get(&s->outgoing, s->remote_acked);
     if (p) {
       if (p->flags & HSP_UDX_PKT_SACKED) {

@@ -483,6 +483,9 @@ static void test_malformed(void) {
   hsp_udx_sack_encode(buf + 20, b, 3);
   hsp_udx_header_decode(buf, sizeof(buf), &h);
   hsp_udx__stream_recv(&nodes[0].s, &h, buf + 20, 24); /* bogus ack: ignored */
+  h.ack = nodes[0].s.remote_acked + 0x80000000u; /* exactly 2^31 ahead (found by the fuzzer) */
+  hsp_udx__stream_recv(&nodes[0].s, &h, buf + 20, 24);
+  CHECK(hsp_udx_seq_diff(nodes[0].s.seq, nodes[0].s.remote_acked) >= 0);
   h.ack = nodes[0].s.remote_acked;
   hsp_udx__stream_recv(&nodes[0].s, &h, buf + 20, 24); /* invalid SACK blocks: ignored */
   h = (hsp_udx_header_t){.type = HSP_UDX_TYPE_DATA, .id = 2, .rwnd = 1, .seq = 0x7ffffff0u};
