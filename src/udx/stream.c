@@ -730,7 +730,9 @@ void hsp_udx__stream_recv(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const 
   /* Every DATA/END gets an ACK, duplicates included: that is how lost ACKs heal. The I/O
    * layer may coalesce the ACKs of one receive batch into one (they are cumulative). */
   if (is_data) {
-    if (s->io->defer_ack && s->connected) {
+    /* Coalesce only while everything arrives in order: around losses the sender needs
+     * every SACK (as with TCP's immediate ACK for out-of-order data). */
+    if (s->io->defer_ack && s->connected && dist == 0 && s->ooo_count == 0) {
       if (!s->ack_deferred) {
         s->ack_deferred = 1;
         s->io->defer_ack(s);
