@@ -62,7 +62,10 @@ typedef struct hsp_udx_socket hsp_udx_socket_t;
 typedef struct hsp_udx_stream hsp_udx_stream_t;
 typedef struct hsp_udx_write hsp_udx_write_t;
 
-/* Raw datagram (or UDX packet nobody claimed). buf is only valid during the call. */
+/* Raw datagram, or a UDX packet no live stream claimed (unknown id, closed stream): the
+ * HyperDHT layer accepts incoming streams from these. Tell them apart with
+ * hsp_udx_header_decode() (packet.h), which succeeds for UDX packets and yields the id.
+ * buf is only valid during the call; v4-mapped sources are reported as AF_INET. */
 typedef void (*hsp_udx_socket_recv_cb)(hsp_udx_socket_t *sock, const uint8_t *buf, size_t len,
                                        const struct sockaddr *from);
 typedef void (*hsp_udx_socket_close_cb)(hsp_udx_socket_t *sock);

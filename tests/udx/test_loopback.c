@@ -455,6 +455,59 @@ static void preconnect(int reject_first) {
   close_sockets();
 }
 
+static int raw_family;
+static void on_raw_family(hsp_udx_socket_t *sock, const uint8_t *buf, size_t len,
+                          const struct sockaddr *from) {
+  (void)sock;
+  (void)buf;
+  (void)len;
+  raw_family = from->sa_family;
+}
+static int got_raw(void *arg) {
+  ep_t **p = arg;
+  return raw_family != 0 && p[0]->closed && p[1]->closed;
+}
+
+/* A dual-stack IPv6 socket (bound to ::ffff:127.0.0.1) talking to a plain IPv4 socket. */
+static void dual_stack(void) {
+  static ep_t a, b;
+  CHECK_EQ_INT(hsp_udx_socket_init(&udx, &sa), 0);
+  CHECK_EQ_INT(hsp_udx_socket_init(&udx, &sb), 0);
+  struct sockaddr_in6 a6;
+  CHECK_EQ_INT(uv_ip6_addr("::ffff:127.0.0.1", 0, &a6), 0);
+  struct sockaddr_in b4;
+  uv_ip4_addr("127.0.0.1", 0, &b4);
+  CHECK_EQ_INT(hsp_udx_socket_bind(&sa, (struct sockaddr *)&a6), 0);
+  CHECK_EQ_INT(hsp_udx_socket_bind(&sb, (struct sockaddr *)&b4), 0);
+  struct sockaddr_storage pa = addr_of(&sa);
+  addr_b = addr_of(&sb);
+  /* the IPv4 side addresses the dual-stack socket as plain 127.0.0.1 */
+  struct sockaddr_in a4;
+  uv_ip4_addr("127.0.0.1", ntohs(((struct sockaddr_in6 *)&pa)->sin6_port), &a4);
+  memcpy(&addr_a, &a4, sizeof(a4));
+  raw_family = 0;
+  hsp_udx_socket_recv_start(&sa, on_raw_family);
+  setup_pair(&a, &b, 1, 2);
+  CHECK_EQ_INT(a.s.max_payload, HSP_UDX_PAYLOAD_IPV6); /* v4-mapped peer: IPv6 overhead */
+  CHECK_EQ_INT(b.s.max_payload, HSP_UDX_PAYLOAD_IPV4);
+  CHECK_EQ_INT(hsp_udx_socket_send(&sb, (const uint8_t *)"ping", 4, (struct sockaddr *)&addr_a), 0);
+  a.tx_total = 2 * 1024 * 1024;
+  b.tx_total = 1024 * 1024;
+  pump(&a);
+  pump(&b);
+  ep_t *pp[2] = {&a, &b};
+  run_until(got_raw, pp);
+  CHECK_EQ_INT(raw_family, AF_INET); /* v4-mapped sources are reported as IPv4 */
+  CHECK_EQ_INT(b.rx, 2 * 1024 * 1024);
+  CHECK_EQ_INT(a.rx, 1024 * 1024);
+  CHECK_EQ_INT(a.bad + b.bad, 0);
+  CHECK_EQ_INT(a.status, 0);
+  CHECK_EQ_INT(b.status, 0);
+  free_ep(&a);
+  free_ep(&b);
+  close_sockets();
+}
+
 static void api_errors(void) {
   ep_t a, b;
   open_sockets(0);
@@ -483,6 +536,7 @@ int main(void) {
   destroy_midway();
   datagrams();
   relay();
+  dual_stack();
   change_remote();
   preconnect(0);
   preconnect(1);
