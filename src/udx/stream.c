@@ -647,14 +647,8 @@ static void deliver_data(hsp_udx_stream_t *s, hsp_udx_pkt_t *held, const uint8_t
     if (held) pkt_free(s->udx, held);
     return;
   }
-  hsp_udx_pkt_t *p = held;
-  if (!p) {
-    p = pkt_alloc(s->udx);
-    if (!p) return; /* out of memory: the data is lost; nothing sane to do */
-    memcpy(p->buf, buf, len);
-    p->len = (uint16_t)len;
-    p->off = 0;
-  }
+  hsp_udx_pkt_t *p = held; /* callers hand in a buffer whenever data may need holding */
+  if (!p) return;
   p->next = NULL;
   if (s->ready_tail) s->ready_tail->next = p;
   else s->ready_head = p;
@@ -685,11 +679,22 @@ void hsp_udx__stream_recv(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const 
       !(s->remote_end_known && sdiff(h->seq, s->remote_end_seq) > 0)) {
     const uint8_t *data = (h->type & HSP_UDX_TYPE_DATA) ? payload : NULL;
     size_t dlen = data ? len : 0;
-    if (dist == 0) {
+    hsp_udx_pkt_t *held = NULL;
+    if (dist == 0 && dlen && !(s->reading && !s->ready_head)) {
+      /* It must be buffered: allocate before accepting, so out of memory is just a drop. */
+      held = pkt_alloc(s->udx);
+      if (held) {
+        memcpy(held->buf, data, dlen);
+        held->len = (uint16_t)dlen;
+      }
+    }
+    if (dist == 0 && (held || !dlen || (s->reading && !s->ready_head))) {
       if (h->type & HSP_UDX_TYPE_END) note_end(s, h->seq);
       s->ack++;
-      deliver_data(s, NULL, data, dlen);
+      deliver_data(s, held, data, dlen);
       if (s->closed) return;
+    } else if (dist == 0) {
+      /* dropped (no memory); the sender retransmits */
     } else if ((uint32_t)dist < HSP_UDX_MAX_OOO_DISTANCE && !ring_get(&s->incoming, h->seq)) {
       hsp_udx_pkt_t *p = pkt_alloc(s->udx);
       if (p) {
