@@ -12,9 +12,12 @@ async function jsToC (n, extra = {}) {
   js.stream.connect(js.socket, 1, port, '127.0.0.1', extra.connectOpts || {})
   const sha = await jsSource(js.stream, n)
   const end = await c.wait('end', 120000)
+  const jsMtu = js.stream.mtu
   const close = await c.wait('close', 120000)
   await js.closedP
   check(end.bytes === n && end.sha256 === sha, `JS->C ${n} bytes intact (C got ${end.bytes})`)
+  // udx-native's MTU probes (padded via data_offset) are skipped by C and acked, so it climbs
+  if (n >= 10 * MiB) check(jsMtu === 1500, `udx-native reached MTU 1500 sending to C (${jsMtu})`)
   check(close.status === 0 && js.error === null, `JS->C ${n}: clean close (C ${close.status}, JS ${js.error})`)
   await c.exit()
   js.socket.close()
@@ -31,6 +34,7 @@ async function cToJs (n, extra = {}) {
   const close = await c.wait('close', 120000)
   await js.closedP
   check(js.rxBytes === n && js.rxHash === sent.sha256, `C->JS ${n} bytes intact (JS got ${js.rxBytes})`)
+  if (n >= 10 * MiB) check(close.mtu === 1500, `C's probes reached MTU 1500 sending to udx-native (${close.mtu})`)
   check(close.status === 0 && js.error === null, `C->JS ${n}: clean close (C ${close.status}, JS ${js.error})`)
   await c.exit()
   js.socket.close()

@@ -154,10 +154,10 @@ static void on_close(hsp_udx_stream_t *s, int status) {
   double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
                ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
   printf("{\"event\":\"close\",\"status\":%d,\"error\":\"%s\",\"retransmits\":%llu,"
-         "\"rto\":%llu,\"cpu_s\":%.3f,\"cwnd\":%u,\"srtt_us\":%llu,\"sent\":%llu}\n",
+         "\"rto\":%llu,\"cpu_s\":%.3f,\"cwnd\":%u,\"srtt_us\":%llu,\"sent\":%llu,\"mtu\":%u}\n",
          status, status ? hsp_udx_strerror(status) : "", (unsigned long long)s->stat_retransmits,
          (unsigned long long)s->stat_rto_count, cpu, s->cwnd, (unsigned long long)s->srtt,
-         (unsigned long long)s->stat_packets_sent);
+         (unsigned long long)s->stat_packets_sent, s->mtu);
   fflush(stdout);
   /* Stay a moment so late END retransmits from the peer are still re-ACKed. */
   uv_timer_init(loop, &linger_timer);
