@@ -1,5 +1,6 @@
 #include "http.h"
 
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -229,6 +230,19 @@ static int parse_version(const uint8_t *v, size_t len, hsp_http_parser_t *p) {
   return 0;
 }
 
+/* RFC 9112 §3.2: origin-form "/..." for most, authority-form "host:port" for CONNECT,
+ * absolute-form "scheme://..." (what proxies receive), "*" for OPTIONS only. */
+static bool valid_target_form(hsp_http_method_t method, hsp_http_str_t t) {
+  if (method == HSP_HTTP_CONNECT) return t.p[0] != '/' && memchr(t.p, ':', t.len) != NULL;
+  if (t.p[0] == '/') return true;
+  if (t.len == 1 && t.p[0] == '*') return method == HSP_HTTP_OPTIONS;
+  size_t i = 0;
+  while (i < t.len && (isalpha((unsigned char)t.p[i]) ||
+                       (i > 0 && (isdigit((unsigned char)t.p[i]) || strchr("+-.", t.p[i])))))
+    i++;
+  return i > 0 && t.len - i >= 3 && memcmp(t.p + i, "://", 3) == 0;
+}
+
 static int parse_request_line(hsp_http_parser_t *p, const uint8_t *l, size_t len,
                               hsp_http_start_line_t *sl) {
   size_t i = 0;
@@ -243,6 +257,7 @@ static int parse_request_line(hsp_http_parser_t *p, const uint8_t *l, size_t len
   while (i < len && l[i] > 0x20 && l[i] < 0x7f) i++;
   if (i == t || i == len || l[i] != ' ') return HSP_HTTP_ETARGET;
   sl->target = (hsp_http_str_t){(const char *)l + t, i - t};
+  if (!valid_target_form(sl->method, sl->target)) return HSP_HTTP_ETARGET;
   int rc = parse_version(l + i + 1, len - i - 1, p);
   if (rc) return rc;
   p->msg.method = sl->method;
@@ -300,31 +315,34 @@ static int split_field(const uint8_t *l, size_t len, hsp_http_str_t *name,
 }
 
 static int parse_content_length(hsp_http_parser_t *p, hsp_http_str_t v) {
-  hsp_http_str_t rest = v, e;
-  bool any = false;
-  /* A list ("5, 5") is what a proxy makes of repeated fields; RFC 9110 §8.6 lets the
-   * recipient accept it when all values are equal. Anything else is ambiguous framing. */
-  while (list_next(&rest, &e)) {
-    uint64_t n = 0;
-    for (size_t i = 0; i < e.len; i++) {
-      uint8_t c = (uint8_t)e.p[i];
-      if (c < '0' || c > '9') return HSP_HTTP_ECONTENT_LENGTH;
-      if (n > (UINT64_MAX / 2 - 9) / 10) return HSP_HTTP_ECONTENT_LENGTH;
-      n = n * 10 + (c - '0');
-    }
-    if ((p->flags & F_CONTENT_LENGTH) && p->msg.content_length != n)
-      return HSP_HTTP_ECONTENT_LENGTH;
-    p->msg.content_length = n;
-    p->flags |= F_CONTENT_LENGTH;
-    any = true;
+  /* RFC 9110 §8.6 lets a recipient merge identical repeated values ("5, 5", or the field
+   * twice). We refuse them as llhttp does: a gateway that accepts what the server behind it
+   * refuses, or reads differently, is how requests get smuggled. */
+  if (p->flags & F_CONTENT_LENGTH) return HSP_HTTP_ECONTENT_LENGTH;
+  if (v.len == 0) return HSP_HTTP_ECONTENT_LENGTH;
+  uint64_t n = 0;
+  for (size_t i = 0; i < v.len; i++) {
+    uint8_t c = (uint8_t)v.p[i];
+    if (c < '0' || c > '9') return HSP_HTTP_ECONTENT_LENGTH;
+    if (n > (UINT64_MAX / 2 - 9) / 10) return HSP_HTTP_ECONTENT_LENGTH;
+    n = n * 10 + (c - '0');
   }
-  /* An empty value or one made only of commas is not a length. */
-  return any ? 0 : HSP_HTTP_ECONTENT_LENGTH;
+  p->msg.content_length = n;
+  p->flags |= F_CONTENT_LENGTH;
+  return 0;
 }
 
 static int parse_transfer_encoding(hsp_http_parser_t *p, hsp_http_str_t v) {
   hsp_http_str_t rest = v, e;
   p->flags |= F_TE;
+  /* Empty elements ("chunked ,") are legal list syntax, but a server that takes the last
+   * element literally would not see chunked last: refuse them, as llhttp does. */
+  if (trim_ows(v.p, v.len).len == 0) return HSP_HTTP_ETRANSFER_ENCODING;
+  for (size_t i = 0, start = 0; i <= v.len; i++) {
+    if (i < v.len && v.p[i] != ',') continue;
+    if (trim_ows(v.p + start, i - start).len == 0) return HSP_HTTP_ETRANSFER_ENCODING;
+    start = i + 1;
+  }
   while (list_next(&rest, &e)) {
     if (str_ieq(e.p, e.len, "chunked")) {
       /* chunked twice is never valid (RFC 9112 §7). */
@@ -373,11 +391,14 @@ static int on_header_line(hsp_http_parser_t *p, const uint8_t *l, size_t len) {
     break;
   case 14:
     if (str_ieq(name.p, name.len, "content-length")) {
+      /* HTAB is legal OWS, but llhttp refuses it in framing fields: so do we. */
+      if (memchr(l, '\t', len)) return HSP_HTTP_ECONTENT_LENGTH;
       if ((rc = parse_content_length(p, value))) return rc;
     }
     break;
   case 17:
     if (str_ieq(name.p, name.len, "transfer-encoding")) {
+      if (memchr(l, '\t', len)) return HSP_HTTP_ETRANSFER_ENCODING;
       if ((rc = parse_transfer_encoding(p, value))) return rc;
     }
     break;
@@ -480,8 +501,10 @@ static int headers_complete(hsp_http_parser_t *p) {
   return pause ? HSP_HTTP_PAUSED : 0;
 }
 
-/* chunk = chunk-size [ chunk-ext ] CRLF; chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS
- * ( token / quoted-string ) ] ). Extensions are validated and dropped. */
+/* chunk = chunk-size [ chunk-ext ] CRLF; chunk-ext = *( ";" name [ "=" ( token /
+ * quoted-string ) ] ). RFC 9112 allows whitespace (BWS) around ";" and "=", llhttp does
+ * not, and whitespace in chunk lines is a known smuggling vector: none is accepted outside
+ * quoted strings. Extensions are validated and dropped. */
 static int parse_chunk_size(const uint8_t *l, size_t len, uint64_t *size) {
   size_t i = 0;
   uint64_t n = 0;
@@ -494,17 +517,12 @@ static int parse_chunk_size(const uint8_t *l, size_t len, uint64_t *size) {
   /* Beyond 2^62 no real body goes; refusing keeps body_total arithmetic safe. */
   if (n > (UINT64_MAX >> 2)) return HSP_HTTP_ECHUNK;
   while (i < len) {
-    while (i < len && is_ows(l[i])) i++;
-    if (i == len) break;
     if (l[i++] != ';') return HSP_HTTP_ECHUNK;
-    while (i < len && is_ows(l[i])) i++;
     size_t s = i;
     while (i < len && is_tchar(l[i])) i++;
     if (i == s) return HSP_HTTP_ECHUNK;
-    while (i < len && is_ows(l[i])) i++;
     if (i < len && l[i] == '=') {
       i++;
-      while (i < len && is_ows(l[i])) i++;
       if (i < len && l[i] == '"') {
         i++;
         for (;;) {
