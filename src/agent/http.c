@@ -226,7 +226,8 @@ static int parse_version(const uint8_t *v, size_t len, hsp_http_parser_t *p) {
     return HSP_HTTP_EVERSION;
   p->msg.version_major = v[5] - '0';
   p->msg.version_minor = v[7] - '0';
-  if (p->msg.version_major != 1) return HSP_HTTP_EVERSION_UNSUP;
+  /* RFC 9112 would read 1.2 as 1.1; llhttp refuses it, and so do we (505). */
+  if (p->msg.version_major != 1 || p->msg.version_minor > 1) return HSP_HTTP_EVERSION_UNSUP;
   return 0;
 }
 
@@ -447,7 +448,9 @@ static int decide_framing(hsp_http_parser_t *p) {
       m->body = HSP_HTTP_BODY_EOF;
     }
     if (m->status < 200 || m->status == 204 || m->status == 304) m->body = HSP_HTTP_BODY_NONE;
-    if (m->status == 101) m->upgrade = true;
+    /* A 101 without Upgrade and "Connection: upgrade" switches to nothing: like llhttp,
+     * treat it as an interim response. */
+    if (m->status == 101 && (f & F_UPGRADE_HEADER) && (f & F_CONN_UPGRADE)) m->upgrade = true;
     if (m->body == HSP_HTTP_BODY_EOF) m->keep_alive = false;
   }
   if (m->body == HSP_HTTP_BODY_LENGTH && p->limits.max_body &&
@@ -466,12 +469,13 @@ static int message_complete(hsp_http_parser_t *p, bool pause) {
     p->state = S_UPGRADED;
     return HSP_HTTP_UPGRADED;
   }
-  /* An interim response (100 Continue, 103 Early Hints) is followed by the final one. */
-  bool interim = p->type == HSP_HTTP_RESPONSE && p->msg.status < 200;
-  if (!p->msg.keep_alive && !interim) {
+  /* Interim responses (100 Continue, 103 Early Hints) are followed by the final one on the
+   * same connection, unless they say the connection closes: then, as in llhttp, it ends. */
+  if (!p->msg.keep_alive) {
     p->state = S_DONE;
     return HSP_HTTP_DONE;
   }
+  p->awaiting_final = p->type == HSP_HTTP_RESPONSE && p->msg.status < 200;
   reset_message(p);
   return (pause || (rc & HSP_HTTP_PAUSE)) ? HSP_HTTP_PAUSED : 0;
 }
@@ -668,7 +672,7 @@ int hsp_http_parser_finish(hsp_http_parser_t *p) {
     return rc < 0 ? (p->error = rc) : 0;
   }
   case S_START_LINE:
-    if (p->buffered == 0) return 0;
+    if (p->buffered == 0 && !p->awaiting_final) return 0;
     break;
   case S_UPGRADED:
   case S_DONE: return 0;

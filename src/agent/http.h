@@ -166,6 +166,7 @@ typedef struct hsp_http_parser {
   uint64_t remaining, body_total;
   unsigned flags;
   unsigned host_count;
+  bool awaiting_final; /* an interim (1xx) response came: the final one must follow */
   hsp_http_message_t msg;
 } hsp_http_parser_t;
 

@@ -1,7 +1,9 @@
 /*
- * For tests/interop/agent_http_llhttp.js: reads one request stream per line (hex) on stdin
- * and prints one transcript line per stream:
- *   per message: M <method hex> <target hex> <major>.<minor> ka=<0|1> up=<0|1>
+ * For tests/interop/agent_http_llhttp.js: reads one stream per line on stdin,
+ * "<piece size>:<hex>" for requests or "<piece size>:r:<hex>" for responses, and prints one
+ * transcript line per stream:
+ *   per message: M <method hex> <target hex> <major>.<minor> (responses: S <status> <reason
+ *                hex> <major>.<minor>)  ka=<0|1> up=<0|1>
  *                H <name hex> <value hex> ...  B <body hex>  T <name hex> <value hex> ...  E
  *   then:        R ok | R done | R upgraded | R err <error text with _ for spaces>
  * Strings are hex so that any byte survives the trip. Each stream is fed in pieces of a size
@@ -46,12 +48,20 @@ static void emit_hex(const void *p, size_t n) {
 
 static bool in_body;
 
+static bool last_ka;
+
 static int on_start(void *d, const hsp_http_start_line_t *l) {
   (void)d;
   char v[32];
-  emits(" M");
-  emit_hex(l->method_name.p, l->method_name.len);
-  emit_hex(l->target.p, l->target.len);
+  if (l->target.p) {
+    emits(" M");
+    emit_hex(l->method_name.p, l->method_name.len);
+    emit_hex(l->target.p, l->target.len);
+  } else {
+    snprintf(v, sizeof v, " S %d", l->status);
+    emits(v);
+    emit_hex(l->reason.p, l->reason.len);
+  }
   snprintf(v, sizeof v, " %d.%d", l->version_major, l->version_minor);
   emits(v);
   return 0;
@@ -93,7 +103,8 @@ static int on_trailer(void *d, hsp_http_str_t n, hsp_http_str_t v) {
   return 0;
 }
 static int on_mc(void *d, const hsp_http_message_t *m) {
-  (void)d, (void)m;
+  (void)d;
+  last_ka = m->keep_alive;
   in_body = false;
   emits(" E");
   return 0;
@@ -112,13 +123,16 @@ int main(void) {
     if (!colon) return 2;
     size_t piece = strtoul(line, NULL, 10);
     char *h = colon + 1;
+    hsp_http_type_t type = HSP_HTTP_REQUEST;
+    if (h[0] == 'r' && h[1] == ':') type = HSP_HTTP_RESPONSE, h += 2;
     size_t len = strlen(h) / 2;
     bytes = realloc(bytes, len ? len : 1);
     if (hsp_hex_decode(bytes, len, h) != 0) return 2;
     out_len = 0;
     emits("");
     hsp_http_parser_t p;
-    hsp_http_parser_init(&p, HSP_HTTP_REQUEST, &cb, NULL, scratch, sizeof scratch, NULL);
+    hsp_http_parser_init(&p, type, &cb, NULL, scratch, sizeof scratch, NULL);
+    last_ka = true;
     size_t pos = 0;
     int rc = 0;
     while (pos < len) {
@@ -128,7 +142,11 @@ int main(void) {
       pos += used;
       if (rc != HSP_HTTP_OK && rc != HSP_HTTP_PAUSED) break;
     }
-    if (rc == HSP_HTTP_OK) rc = hsp_http_parser_finish(&p);
+    if (rc == HSP_HTTP_OK) {
+      rc = hsp_http_parser_finish(&p);
+      /* A body that ran until close completed just now: the connection is done. */
+      if (rc == HSP_HTTP_OK && !last_ka) rc = HSP_HTTP_DONE;
+    }
     if (rc == HSP_HTTP_OK) emits(" R ok");
     else if (rc == HSP_HTTP_DONE) emits(" R done");
     else if (rc == HSP_HTTP_UPGRADED) emits(" R upgraded");
