@@ -7,7 +7,7 @@
  *    transcript of events and the same final result;
  *  - consumed never exceeds the input, errors are sticky, header names are tokens and
  *    values hold no CR, LF or NUL;
- *  - the gateway helpers (route parsing, forward head) accept every request target.
+ *  - the gateway helpers (route parsing, forward heads) accept every parsed start line.
  */
 #include "http.h"
 
@@ -60,6 +60,13 @@ static int on_start(void *d, const hsp_http_start_line_t *s) {
   str(l, s->target);
   str(l, s->reason);
   put(l, &s->status, sizeof s->status);
+  if (!s->target.len) {
+    char out[512];
+    hsp_http_header_t h = {{"Connection", 10}, {"x", 1}};
+    hsp_http_response_opts_t o = {.chunked = (s->status & 1) != 0, .close = true};
+    int n = hsp_http_forward_response_head(out, sizeof out, s->status, s->reason, &h, 1, &o);
+    if (n != HSP_HTTP_ENOSPACE && (n < 0 || (size_t)n > sizeof out)) abort();
+  }
   if (s->target.len) {
     hsp_http_route_t r;
     if (hsp_http_route_parse(&r, s->target.p, s->target.len) == 0) {

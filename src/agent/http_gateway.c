@@ -186,6 +186,63 @@ static bool named_by_connection(hsp_http_str_t name, const hsp_http_header_t *h,
   return false;
 }
 
+/* Hop-by-hop fields are not forwarded (RFC 9110 §7.6.1): Connection and the fields it names,
+ * Keep-Alive, Proxy-Connection, TE, and Upgrade unless the upgrade is passed on. The framing
+ * fields stay even when named by Connection: the body is forwarded in the framing it came in. */
+static bool hop_by_hop(hsp_http_str_t n, const hsp_http_header_t *h, size_t count,
+                       bool keep_upgrade) {
+  if (name_is(n, "connection") || name_is(n, "keep-alive") || name_is(n, "proxy-connection") ||
+      name_is(n, "te"))
+    return true;
+  if (name_is(n, "upgrade")) return !keep_upgrade;
+  if (name_is(n, "content-length") || name_is(n, "transfer-encoding")) return false;
+  return named_by_connection(n, h, count);
+}
+
+int hsp_http_forward_response_head(char *buf, size_t cap, int status, hsp_http_str_t reason,
+                                   const hsp_http_header_t *h, size_t count,
+                                   const hsp_http_response_opts_t *opts) {
+  out_t o = {buf, cap, 0, false};
+  char line[32];
+  if (status < 100 || status > 999) return HSP_HTTP_ESTATUS;
+  snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
+  puts_(&o, line);
+  put(&o, reason.p, reason.len);
+  put(&o, "\r\n", 2);
+  bool te_seen = false;
+  for (size_t i = 0; i < count; i++) {
+    hsp_http_str_t n = h[i].name;
+    if (hop_by_hop(n, h, count, opts->upgrade)) continue;
+    if (opts->chunked && name_is(n, "content-length")) continue;
+    if (opts->chunked && name_is(n, "transfer-encoding")) {
+      te_seen = true; /* merged below, with chunked last */
+      continue;
+    }
+    put(&o, n.p, n.len);
+    put(&o, ": ", 2);
+    put(&o, h[i].value.p, h[i].value.len);
+    put(&o, "\r\n", 2);
+  }
+  if (opts->chunked) {
+    /* The body ran until close upstream; the client gets it chunked, after whatever
+     * codings the server applied. */
+    puts_(&o, "Transfer-Encoding: ");
+    if (te_seen) {
+      for (size_t i = 0; i < count; i++) {
+        if (!name_is(h[i].name, "transfer-encoding") || h[i].value.len == 0) continue;
+        put(&o, h[i].value.p, h[i].value.len);
+        put(&o, ", ", 2);
+      }
+    }
+    puts_(&o, "chunked\r\n");
+  }
+  if (opts->upgrade) puts_(&o, "Connection: upgrade\r\n");
+  else if (opts->close) puts_(&o, "Connection: close\r\n");
+  put(&o, "\r\n", 2);
+  if (o.overflow || o.len > (size_t)0x7fffffff) return HSP_HTTP_ENOSPACE;
+  return (int)o.len;
+}
+
 int hsp_http_forward_request_head(char *buf, size_t cap, hsp_http_str_t method,
                                   hsp_http_str_t target, const hsp_http_header_t *h,
                                   size_t count, const hsp_http_forward_opts_t *opts) {
@@ -213,14 +270,8 @@ int hsp_http_forward_request_head(char *buf, size_t cap, hsp_http_str_t method,
       continue;
     } else if (name_is(n, "forwarded")) {
       if (!opts->trust_forwarded) continue;
-    } else if (name_is(n, "connection") || name_is(n, "keep-alive") ||
-               name_is(n, "proxy-connection") || name_is(n, "te")) {
+    } else if (hop_by_hop(n, h, count, opts->upgrade)) {
       continue;
-    } else if (name_is(n, "upgrade")) {
-      if (!opts->upgrade) continue;
-    } else if (named_by_connection(n, h, count)) {
-      /* Content-Length and Transfer-Encoding carry the framing we forward as is. */
-      if (!name_is(n, "content-length") && !name_is(n, "transfer-encoding")) continue;
     }
     put(&o, n.p, n.len);
     put(&o, ": ", 2);

@@ -713,6 +713,37 @@ static void test_forward_head(void) {
     }
     CHECK_EQ_INT(n, HSP_HTTP_ENOSPACE);
   }
+  /* Response heads for the client. */
+  {
+    hsp_http_header_t rh[] = {
+        {{"Content-Type", 12}, {"text/plain", 10}}, {{"Connection", 10}, {"keep-alive, X-Hop", 17}},
+        {{"X-Hop", 5}, {"1", 1}},                   {{"Keep-Alive", 10}, {"timeout=5", 9}},
+        {{"Content-Length", 14}, {"12", 2}},        {{"Upgrade", 7}, {"websocket", 9}},
+        {{"Transfer-Encoding", 17}, {"gzip", 4}},
+    };
+    hsp_http_response_opts_t ro = {.close = false};
+    n = hsp_http_forward_response_head(out, sizeof out, 200, (hsp_http_str_t){"OK", 2}, rh, 5, &ro);
+    out[n > 0 ? n : 0] = 0;
+    CHECK_EQ_STR(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\n");
+    ro.close = true;
+    n = hsp_http_forward_response_head(out, sizeof out, 404, (hsp_http_str_t){"", 0}, rh, 1, &ro);
+    out[n > 0 ? n : 0] = 0;
+    CHECK_EQ_STR(out, "HTTP/1.1 404 \r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n");
+    /* A body until close, re-framed: codings first, chunked last, no length. */
+    ro = (hsp_http_response_opts_t){.chunked = true};
+    n = hsp_http_forward_response_head(out, sizeof out, 200, (hsp_http_str_t){"OK", 2}, rh, 7, &ro);
+    out[n > 0 ? n : 0] = 0;
+    CHECK_EQ_STR(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                      "Transfer-Encoding: gzip, chunked\r\n\r\n");
+    ro = (hsp_http_response_opts_t){.upgrade = true};
+    n = hsp_http_forward_response_head(out, sizeof out, 101, (hsp_http_str_t){"Switching", 9}, rh + 5, 1, &ro);
+    out[n > 0 ? n : 0] = 0;
+    CHECK_EQ_STR(out, "HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+    CHECK_EQ_INT(hsp_http_forward_response_head(out, 10, 200, (hsp_http_str_t){"OK", 2}, rh, 7, &ro),
+                 HSP_HTTP_ENOSPACE);
+    CHECK_EQ_INT(hsp_http_forward_response_head(out, sizeof out, 42, (hsp_http_str_t){"", 0}, rh, 0, &ro),
+                 HSP_HTTP_ESTATUS);
+  }
   /* Header store limits. */
   hsp_http_headers_t h;
   hsp_http_header_t items[1];
