@@ -208,6 +208,8 @@ static int tx_flush(hsp_udx_socket_t *sock) {
     m->msg_iov = &tx->iov[i];
     m->msg_iovlen = (size_t)(j - i);
     if (j - i > 1) {
+      /* CMSG_SPACE pads past the 2-byte payload; the kernel reads the padding too. */
+      memset(tx->cmsg[ng], 0, sizeof(tx->cmsg[ng]));
       m->msg_control = tx->cmsg[ng];
       m->msg_controllen = sizeof(tx->cmsg[ng]);
       struct cmsghdr *c = CMSG_FIRSTHDR(m);
