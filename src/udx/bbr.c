@@ -380,6 +380,7 @@ static int64_t burst_bytes(const hsp_udx_stream_t *s) {
 int hsp_udx__pacer_ready(hsp_udx_stream_t *s, uint64_t now) {
   hsp_udx_bbr_t *b = &s->bbr;
   int64_t cap = burst_bytes(s);
+  if (!b->tokens_ts) b->tokens_ts = now; /* first send: only the initial tokens */
   if (now > b->tokens_ts) {
     uint64_t dt = now - b->tokens_ts;
     if (dt > 1000000) dt = 1000000;
