@@ -40,6 +40,7 @@ static struct {
   size_t mtu_limit;  /* drop IP packets larger than this (0 = none) */
   uint64_t dropped, delivered, unknown;
   uint64_t sent_bytes[2]; /* offered to the link by node i */
+  int drop_next_data;      /* drop node 0's next DATA packet */
 } sim;
 
 typedef struct node {
@@ -110,6 +111,11 @@ static int sim_send(hsp_udx_stream_t *s, const uint8_t *buf, size_t len) {
   node_t *n = (node_t *)s;
   int dst = 1 - n->idx;
   sim.sent_bytes[n->idx] += len;
+  if (n->idx == 0 && sim.drop_next_data && len > HSP_UDX_HEADER_SIZE) {
+    sim.drop_next_data = 0;
+    sim.dropped++;
+    return 0;
+  }
   if (sim.blackhole[dst] || rndf() < sim.loss || (sim.mtu_limit && len + 28 > sim.mtu_limit)) {
     sim.dropped++;
     return 0;
@@ -607,6 +613,58 @@ static void test_bbr_bottleneck(void) {
   teardown();
 }
 
+static struct {
+  uint64_t t_drop;
+  int phase; /* 0 before the drop, 1 dropped, 2 in recovery, 3 recovered */
+  uint32_t prior_cwnd, min_cwnd, max_cwnd, cwnd_after;
+  uint64_t retransmits_before;
+} lo;
+
+static int loss_observe(void) {
+  hsp_udx_stream_t *s = &nodes[0].s;
+  if (lo.phase == 0 && s->bbr.mode == HSP_UDX_BBR_PROBE_BW && sim.now > lo.t_drop) {
+    sim.drop_next_data = 1;
+    lo.phase = 1;
+    lo.retransmits_before = s->stat_retransmits; /* startup's queue overflow, if any */
+  } else if (lo.phase == 1 && s->ca_state == HSP_UDX_CA_RECOVERY) {
+    lo.phase = 2;
+    lo.prior_cwnd = s->bbr.prior_cwnd;
+    lo.min_cwnd = lo.max_cwnd = s->cwnd;
+  } else if (lo.phase == 2) {
+    if (s->ca_state == HSP_UDX_CA_OPEN) {
+      lo.phase = 3;
+      lo.cwnd_after = s->cwnd;
+      return 1;
+    }
+    if (s->cwnd < lo.min_cwnd) lo.min_cwnd = s->cwnd;
+    if (s->cwnd > lo.max_cwnd) lo.max_cwnd = s->cwnd;
+  }
+  return 0;
+}
+
+static void test_bbr_loss_response(void) {
+  /* One DATA packet lost in steady state: the window is cut to what is in flight (packet
+   * conservation) and never grows during recovery, then the pre-loss window comes back. */
+  setup(0, 0, 13);
+  sim.bytes_per_ms = 5000;
+  memset(&lo, 0, sizeof(lo));
+  lo.t_drop = sim.now + 2000000;
+  nodes[0].tx_total = 200ull * 1024 * 1024;
+  pump(&nodes[0]);
+  CHECK(run(5ull * 1000000, loss_observe));
+  hsp_udx_stream_t *s = &nodes[0].s;
+  printf("bbr loss: prior cwnd %u, in recovery %u..%u, after %u, retransmits %llu\n",
+         lo.prior_cwnd, lo.min_cwnd, lo.max_cwnd, lo.cwnd_after,
+         (unsigned long long)(s->stat_retransmits - lo.retransmits_before));
+  CHECK_EQ_INT(lo.phase, 3);
+  CHECK(lo.min_cwnd < lo.prior_cwnd);
+  CHECK(lo.max_cwnd <= lo.prior_cwnd);
+  CHECK(lo.cwnd_after >= lo.prior_cwnd);
+  CHECK_EQ_INT(s->stat_retransmits - lo.retransmits_before, 1);
+  CHECK_EQ_INT(s->stat_rto_count, 0);
+  teardown();
+}
+
 static void test_pacer_rate(void) {
   /* The token bucket lets through pacing_rate bytes per second plus at most one burst, and
    * says when to come back. */
@@ -662,6 +720,7 @@ int main(void) {
   test_pacer_rate();
   test_bbr_initial_pacing();
   test_bbr_bottleneck();
+  test_bbr_loss_response();
   test_empty_and_hello();
   test_bulk(0, 0, 5 * 1024 * 1024, "clean 5 MiB", 0);
   test_bulk(0, 0, 5 * 1024 * 1024, "clean 5 MiB, path MTU 1400", 1400);
