@@ -11,6 +11,7 @@ enum {
   HSP_UDX_PKT_IN_RQ = 0x04,      /* on the retransmit queue */
   HSP_UDX_PKT_RETRANSMIT = 0x08, /* sent more than once: no RTT samples (Karn) */
   HSP_UDX_PKT_PROBE = 0x10,      /* MTU probe: padded with buf[3] zero bytes */
+  HSP_UDX_PKT_APP_LIMITED = 0x20, /* sent while the sender was application-limited */
 };
 
 /* One datagram buffer: an outgoing DATA/END packet kept until acked, or a received payload
@@ -18,6 +19,8 @@ enum {
 typedef struct hsp_udx_pkt {
   struct hsp_udx_pkt *next, *prev;
   uint64_t time_sent;
+  /* delivery-rate sample state at (re)transmission (bbr.c) */
+  uint64_t tx_delivered, tx_delivered_ts, tx_first_tx_ts;
   uint32_t seq;
   uint16_t len; /* outgoing: whole datagram; incoming: payload bytes at data */
   uint16_t off; /* incoming: offset of unread payload */

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "congestion.h"
+#include "bbr.h"
 #include "internal.h"
 
 #define POOL_MAX 8192
@@ -182,8 +182,8 @@ static void update_timer(hsp_udx_stream_t *s) {
     s->keepalive_at = 0;
   }
   uint64_t d = 0;
-  uint64_t c[5] = {s->rto_at, s->reo_at, s->tlp_at, s->zwp_at, s->keepalive_at};
-  for (int i = 0; i < 5; i++) {
+  uint64_t c[6] = {s->rto_at, s->reo_at, s->tlp_at, s->zwp_at, s->keepalive_at, s->bbr.pace_at};
+  for (int i = 0; i < 6; i++) {
     if (c[i] && (!d || c[i] < d)) d = c[i];
   }
   s->io->arm(s, d);
@@ -349,6 +349,8 @@ static int send_pkt(hsp_udx_stream_t *s, hsp_udx_pkt_t *p, uint64_t now) {
   hsp_udx_write_u32(p->buf + 16, s->ack);
   int r = io_send(s, p->buf, p->len, now);
   if (r < 0) return r;
+  hsp_udx__pacer_consume(s, p->len);
+  hsp_udx__bbr_on_send(s, p, now);
   if (p->time_sent) {
     p->flags |= HSP_UDX_PKT_RETRANSMIT;
     s->stat_retransmits++;
@@ -455,7 +457,8 @@ void hsp_udx__stream_flush(hsp_udx_stream_t *s) {
     return;
   }
   if (s->ack_needed) send_ack(s, now);
-  while (s->rq_head && s->inflight < s->cwnd) {
+  s->bbr.pace_at = 0;
+  while (s->rq_head && s->inflight < s->cwnd && hsp_udx__pacer_ready(s, now)) {
     hsp_udx_pkt_t *p = s->rq_head;
     list_remove(&s->rq_head, &s->rq_tail, p);
     p->flags &= (uint8_t)~HSP_UDX_PKT_IN_RQ;
@@ -466,7 +469,8 @@ void hsp_udx__stream_flush(hsp_udx_stream_t *s) {
     }
   }
   int sent_new = 0;
-  while (has_new_data(s) && s->inflight < send_window(s) && !s->rq_head) {
+  while (has_new_data(s) && s->inflight < send_window(s) && !s->rq_head &&
+         hsp_udx__pacer_ready(s, now)) {
     hsp_udx_pkt_t *p = packetise(s);
     if (!p) break;
     if (send_pkt(s, p, now) < 0) {
@@ -478,6 +482,7 @@ void hsp_udx__stream_flush(hsp_udx_stream_t *s) {
     sent_new = 1;
   }
   if (sent_new) arm_tlp(s, now);
+  if (!has_new_data(s) && !s->rq_head && s->inflight < s->cwnd) hsp_udx__bbr_app_limited(s);
   if (s->send_rwnd == 0 && has_new_data(s) && !s->zwp_at) {
     /* Zero-window probe: HEARTBEAT now, then after rto, then every 2 rto. */
     send_ctrl(s, HSP_UDX_TYPE_HEARTBEAT, now);
@@ -498,8 +503,10 @@ static void mark_lost(hsp_udx_stream_t *s, hsp_udx_pkt_t *p) {
   if (s->ca_state == HSP_UDX_CA_OPEN && !probe) {
     s->high_seq = s->seq;
     s->stat_fast_recoveries++;
-    hsp_udx__cc_on_recovery(s);
+    hsp_udx__bbr_on_recovery(s);
+    s->ca_state = HSP_UDX_CA_RECOVERY;
   }
+  if (!probe) hsp_udx__bbr_on_lost(s);
 }
 
 /* RACK (RFC 8985): a packet sent before the most recently delivered one is lost once it has
@@ -532,7 +539,9 @@ static void on_delivered(hsp_udx_stream_t *s, hsp_udx_pkt_t *p, uint64_t now) {
   if (!p->time_sent) return; /* queued but never sent (socket was full) */
   mtu_on_delivered(s, p);
   uint64_t rtt = now >= p->time_sent ? now - p->time_sent : 0;
-  if (!(p->flags & HSP_UDX_PKT_RETRANSMIT)) {
+  int retrans = (p->flags & HSP_UDX_PKT_RETRANSMIT) != 0;
+  hsp_udx__bbr_on_delivered(s, p, retrans ? UINT64_MAX : rtt);
+  if (!retrans) {
     rtt_sample(s, rtt, now);
     s->tlp_outstanding = 0;
     if (s->rack_valid && sdiff(p->seq, s->highest_delivered) < 0) s->reordering_seen = 1;
@@ -574,6 +583,7 @@ static void process_ack(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const ui
 
   uint32_t delivered = 0;
   int advanced = 0;
+  hsp_udx__bbr_ack_begin(s);
   for (; newly > 0; newly--) {
     hsp_udx_pkt_t *p = ring_get(&s->outgoing, s->remote_acked);
     if (p) {
@@ -614,7 +624,7 @@ static void process_ack(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const ui
   if (s->ca_state != HSP_UDX_CA_OPEN && sdiff(s->remote_acked, s->high_seq) >= 0) {
     s->ca_state = HSP_UDX_CA_OPEN;
   }
-  if (delivered) hsp_udx__cc_on_ack(s, delivered);
+  if (delivered) hsp_udx__bbr_ack_end(s, now);
 
   if (s->remote_acked == s->seq) {
     s->rto_at = 0;
@@ -768,7 +778,8 @@ static void on_rto(hsp_udx_stream_t *s, uint64_t now) {
   }
   s->stat_rto_count++;
   s->high_seq = s->seq;
-  hsp_udx__cc_on_rto(s);
+  hsp_udx__bbr_on_rto(s);
+  s->ca_state = HSP_UDX_CA_LOSS;
   /* Everything in flight is presumed lost; first goes first. */
   hsp_udx_pkt_t *p;
   while ((p = s->sent_head)) {
@@ -843,7 +854,7 @@ void hsp_udx__stream_core_init(hsp_udx_stream_t *s, hsp_udx_t *udx, uint32_t loc
   s->send_rwnd = HSP_UDX_DEFAULT_RWND;
   s->rto = HSP_UDX_RTO_MIN_MS * US_PER_MS;
   hsp_udx__stream_mtu_reset(s, HSP_UDX_MTU_BASE - HSP_UDX_PAYLOAD_IPV6, 0);
-  hsp_udx__cc_init(s);
+  hsp_udx__bbr_init(s);
 }
 
 void hsp_udx__stream_core_connect(hsp_udx_stream_t *s, uint32_t remote_id) {
@@ -865,7 +876,7 @@ void hsp_udx__stream_close(hsp_udx_stream_t *s, int status) {
   if (s->ack_deferred && status == 0) send_ack(s, now_us(s));
   s->closed = 1;
   s->close_status = status;
-  s->rto_at = s->reo_at = s->tlp_at = s->zwp_at = s->keepalive_at = 0;
+  s->rto_at = s->reo_at = s->tlp_at = s->zwp_at = s->keepalive_at = s->bbr.pace_at = 0;
   s->io->arm(s, 0);
   int werr = status < 0 ? status : HSP_UDX_ECANCELED;
   hsp_udx_write_t *w;

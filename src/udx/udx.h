@@ -160,6 +160,33 @@ typedef struct hsp_udx_io {
   void (*defer_ack)(hsp_udx_stream_t *s);
 } hsp_udx_io_t;
 
+/* Private: BBR and pacer state of a stream (bbr.c). Times in us, bandwidth in packets per us
+ * scaled by 2^24, gains scaled by 2^8. */
+typedef struct {
+  /* delivery-rate sampling */
+  uint64_t delivered, delivered_ts, first_tx_ts, app_limited;
+  struct {
+    uint64_t prior_delivered, prior_ts, first_tx_ts, last_sent_ts, rtt_us;
+    uint32_t acked, losses, prior_inflight;
+    int valid, app_limited;
+  } rs;
+  uint32_t lost_pending; /* marked lost since the last ACK (RACK timer) */
+  /* model */
+  int mode, prev_ca_state, full_bw_reached, full_bw_cnt, round_start, packet_conservation;
+  int idle_restart, probe_rtt_round_done, cycle_idx, has_pacing_rate;
+  uint64_t round_count, next_rtt_delivered, full_bw;
+  uint64_t bw_round[10]; /* max bw sampled in each of the last 10 rounds */
+  uint64_t min_rtt_us, min_rtt_ts, probe_rtt_done_ts, cycle_ts;
+  uint32_t pacing_gain, cwnd_gain, prior_cwnd;
+  uint32_t extra_acked[2], ack_epoch_acked;
+  uint64_t ack_epoch_ts;
+  int extra_acked_win_rtts, extra_acked_win_idx;
+  /* pacer */
+  uint64_t pacing_rate; /* bytes per second */
+  int64_t tokens;
+  uint64_t tokens_ts, pace_at;
+} hsp_udx_bbr_t;
+
 struct hsp_udx_stream {
   hsp_udx_t *udx;
   void *data;
@@ -222,10 +249,11 @@ struct hsp_udx_stream {
   uint32_t keepalive_ms;
   int tlp_outstanding;
 
-  /* private: congestion control (packets) */
+  /* private: congestion control (packets), BBR v1 in bbr.c */
   int ca_state; /* 0 open, 1 recovery, 2 loss */
   uint32_t high_seq;
-  uint32_t cwnd, ssthresh, cwnd_cnt;
+  uint32_t cwnd;
+  hsp_udx_bbr_t bbr;
 
   /* private: receiver */
   uint32_t ack;      /* rcv.nxt */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "bbr.h"
 #include "internal.h"
 
 /* ---------- simulated world ---------- */
@@ -38,6 +39,8 @@ static struct {
   int blackhole[2];  /* drop everything towards node i */
   size_t mtu_limit;  /* drop IP packets larger than this (0 = none) */
   uint64_t dropped, delivered, unknown;
+  uint64_t sent_bytes[2]; /* offered to the link by node i */
+  int drop_next_data;      /* drop node 0's next DATA packet */
 } sim;
 
 typedef struct node {
@@ -107,6 +110,12 @@ static sim_pkt_t *heap_pop(void) {
 static int sim_send(hsp_udx_stream_t *s, const uint8_t *buf, size_t len) {
   node_t *n = (node_t *)s;
   int dst = 1 - n->idx;
+  sim.sent_bytes[n->idx] += len;
+  if (n->idx == 0 && sim.drop_next_data && len > HSP_UDX_HEADER_SIZE) {
+    sim.drop_next_data = 0;
+    sim.dropped++;
+    return 0;
+  }
   if (sim.blackhole[dst] || rndf() < sim.loss || (sim.mtu_limit && len + 28 > sim.mtu_limit)) {
     sim.dropped++;
     return 0;
@@ -500,7 +509,218 @@ static void test_malformed(void) {
   teardown();
 }
 
+/* ---------- BBR ---------- */
+
+static uint64_t bbr_bw(const hsp_udx_stream_t *s) {
+  uint64_t m = 0;
+  for (int i = 0; i < 10; i++) m = s->bbr.bw_round[i] > m ? s->bbr.bw_round[i] : m;
+  return m;
+}
+/* The estimate in payload bytes per second. */
+static double bbr_bw_bytes(const hsp_udx_stream_t *s) {
+  return (double)bbr_bw(s) / (double)(1ull << 24) * 1e6 * s->max_payload;
+}
+
+static struct {
+  int mode;
+  uint64_t t_drain, t_probe_bw, t_probe_rtt, t_probe_rtt_end, min_rtt_ts_before, last_min_rtt_ts;
+  uint64_t startup_max_queue_us, queue_at_probe_bw_us;
+  uint32_t probe_rtt_max_cwnd;
+  /* steady state (PROBE_BW, 2 s after the start until PROBE_RTT) */
+  double inflight_sum, queue_sum;
+  uint64_t samples;
+} obs;
+
+static uint64_t queue_us(void) {
+  return sim.dir[0].busy_until > sim.now ? sim.dir[0].busy_until - sim.now : 0;
+}
+
+/* Called at every simulation step: records BBR's phases as they happen. */
+static int bbr_observe(void) {
+  hsp_udx_stream_t *s = &nodes[0].s;
+  int m = s->bbr.mode;
+  if (m != obs.mode) {
+    if (m == HSP_UDX_BBR_DRAIN && !obs.t_drain) obs.t_drain = sim.now;
+    if (m == HSP_UDX_BBR_PROBE_BW && !obs.t_probe_bw) {
+      obs.t_probe_bw = sim.now;
+      obs.queue_at_probe_bw_us = queue_us();
+    }
+    if (m == HSP_UDX_BBR_PROBE_RTT && !obs.t_probe_rtt) {
+      obs.t_probe_rtt = sim.now;
+      obs.min_rtt_ts_before = obs.last_min_rtt_ts; /* entering refreshes min_rtt_ts */
+    }
+    if (obs.mode == HSP_UDX_BBR_PROBE_RTT && !obs.t_probe_rtt_end) obs.t_probe_rtt_end = sim.now;
+    obs.mode = m;
+  }
+  if (m == HSP_UDX_BBR_STARTUP && queue_us() > obs.startup_max_queue_us) {
+    obs.startup_max_queue_us = queue_us();
+  }
+  if (m == HSP_UDX_BBR_PROBE_RTT && s->bbr.probe_rtt_done_ts && s->cwnd > obs.probe_rtt_max_cwnd) {
+    obs.probe_rtt_max_cwnd = s->cwnd;
+  }
+  if (m == HSP_UDX_BBR_PROBE_BW && obs.t_probe_bw && sim.now > obs.t_probe_bw + 2000000 &&
+      !obs.t_probe_rtt) {
+    obs.inflight_sum += s->inflight;
+    obs.queue_sum += (double)queue_us();
+    obs.samples++;
+  }
+  obs.last_min_rtt_ts = s->bbr.min_rtt_ts;
+  return obs.t_probe_rtt_end && sim.now > obs.t_probe_rtt_end + 500000;
+}
+
+static void test_bbr_bottleneck(void) {
+  /* 5 MB/s bottleneck, 10 ms base RTT, 20 ms drop-tail queue: BDP ~ 34 packets. */
+  setup(0, 0, 11);
+  sim.bytes_per_ms = 5000;
+  memset(&obs, 0, sizeof(obs));
+  nodes[0].tx_total = 200ull * 1024 * 1024; /* more than the test lasts */
+  pump(&nodes[0]);
+  uint64_t t0 = sim.now;
+  CHECK(run(20ull * 1000000, bbr_observe));
+  hsp_udx_stream_t *s = &nodes[0].s;
+  double link = 5e6 * s->max_payload / (s->max_payload + HSP_UDX_HEADER_SIZE);
+  double bw = bbr_bw_bytes(s);
+  double bdp_pkts = link * 0.010 / s->max_payload;
+  printf("bbr: bw %.0f B/s (link %.0f), drain at %.3f s, probe_bw at %.3f s (queue %.1f ms, "
+         "startup peak %.1f ms), steady inflight %.1f pkts (BDP %.1f), queue %.2f ms, "
+         "probe_rtt %.3f..%.3f s, cwnd %u\n",
+         bw, link, (double)(obs.t_drain - t0) / 1e6, (double)(obs.t_probe_bw - t0) / 1e6,
+         (double)obs.queue_at_probe_bw_us / 1e3, (double)obs.startup_max_queue_us / 1e3,
+         obs.samples ? obs.inflight_sum / (double)obs.samples : 0, bdp_pkts,
+         obs.samples ? obs.queue_sum / (double)obs.samples / 1e3 : 0,
+         (double)(obs.t_probe_rtt - t0) / 1e6, (double)(obs.t_probe_rtt_end - t0) / 1e6, s->cwnd);
+  /* STARTUP finds the bottleneck bandwidth and leaves after ~3 rounds without growth. */
+  CHECK(bw > 0.9 * link && bw < 1.1 * link);
+  CHECK(obs.t_drain && obs.t_drain - t0 < 1000000);
+  /* DRAIN empties the queue STARTUP built. */
+  CHECK(obs.startup_max_queue_us > 5000);
+  CHECK(obs.t_probe_bw > obs.t_drain && obs.t_probe_bw - obs.t_drain < 200000);
+  CHECK(obs.queue_at_probe_bw_us < obs.startup_max_queue_us / 2);
+  /* PROBE_BW keeps about one BDP in flight and the queue short. */
+  CHECK(obs.samples > 1000);
+  double inflight = obs.inflight_sum / (double)obs.samples;
+  CHECK(inflight > 0.8 * bdp_pkts && inflight < 1.6 * bdp_pkts);
+  CHECK(obs.queue_sum / (double)obs.samples < 5000);
+  /* PROBE_RTT after 10 s without a new min RTT: cwnd 4 for at least 200 ms, then back. */
+  CHECK(obs.t_probe_rtt && obs.t_probe_rtt - obs.min_rtt_ts_before > 10000000 &&
+        obs.t_probe_rtt - obs.min_rtt_ts_before < 10500000);
+  CHECK(obs.probe_rtt_max_cwnd == HSP_UDX_CWND_MIN);
+  CHECK(obs.t_probe_rtt_end - obs.t_probe_rtt >= 200000 &&
+        obs.t_probe_rtt_end - obs.t_probe_rtt < 400000);
+  CHECK_EQ_INT(s->bbr.mode, HSP_UDX_BBR_PROBE_BW);
+  CHECK_EQ_INT(nodes[1].rx_bad, 0);
+  CHECK_EQ_INT(s->stat_rto_count, 0);
+  teardown();
+}
+
+static struct {
+  uint64_t t_drop;
+  int phase; /* 0 before the drop, 1 dropped, 2 in recovery, 3 recovered */
+  uint32_t prior_cwnd, min_cwnd, max_cwnd, cwnd_after;
+  uint64_t retransmits_before;
+} lo;
+
+static int loss_observe(void) {
+  hsp_udx_stream_t *s = &nodes[0].s;
+  if (lo.phase == 0 && s->bbr.mode == HSP_UDX_BBR_PROBE_BW && sim.now > lo.t_drop) {
+    sim.drop_next_data = 1;
+    lo.phase = 1;
+    lo.retransmits_before = s->stat_retransmits; /* startup's queue overflow, if any */
+  } else if (lo.phase == 1 && s->ca_state == HSP_UDX_CA_RECOVERY) {
+    lo.phase = 2;
+    lo.prior_cwnd = s->bbr.prior_cwnd;
+    lo.min_cwnd = lo.max_cwnd = s->cwnd;
+  } else if (lo.phase == 2) {
+    if (s->ca_state == HSP_UDX_CA_OPEN) {
+      lo.phase = 3;
+      lo.cwnd_after = s->cwnd;
+      return 1;
+    }
+    if (s->cwnd < lo.min_cwnd) lo.min_cwnd = s->cwnd;
+    if (s->cwnd > lo.max_cwnd) lo.max_cwnd = s->cwnd;
+  }
+  return 0;
+}
+
+static void test_bbr_loss_response(void) {
+  /* One DATA packet lost in steady state: the window is cut to what is in flight (packet
+   * conservation) and never grows during recovery, then the pre-loss window comes back. */
+  setup(0, 0, 13);
+  sim.bytes_per_ms = 5000;
+  memset(&lo, 0, sizeof(lo));
+  lo.t_drop = sim.now + 2000000;
+  nodes[0].tx_total = 200ull * 1024 * 1024;
+  pump(&nodes[0]);
+  CHECK(run(5ull * 1000000, loss_observe));
+  hsp_udx_stream_t *s = &nodes[0].s;
+  printf("bbr loss: prior cwnd %u, in recovery %u..%u, after %u, retransmits %llu\n",
+         lo.prior_cwnd, lo.min_cwnd, lo.max_cwnd, lo.cwnd_after,
+         (unsigned long long)(s->stat_retransmits - lo.retransmits_before));
+  CHECK_EQ_INT(lo.phase, 3);
+  CHECK(lo.min_cwnd < lo.prior_cwnd);
+  CHECK(lo.max_cwnd <= lo.prior_cwnd);
+  CHECK(lo.cwnd_after >= lo.prior_cwnd);
+  CHECK_EQ_INT(s->stat_retransmits - lo.retransmits_before, 1);
+  CHECK_EQ_INT(s->stat_rto_count, 0);
+  teardown();
+}
+
+static void test_pacer_rate(void) {
+  /* The token bucket lets through pacing_rate bytes per second plus at most one burst, and
+   * says when to come back. */
+  setup(0, 0, 5);
+  hsp_udx_stream_t *s = &nodes[0].s;
+  s->bbr.pacing_rate = 1000000; /* 1 MB/s: burst cap is the 10-packet floor */
+  s->bbr.tokens = 0;
+  s->bbr.tokens_ts = sim.now;
+  uint64_t t = sim.now, end = sim.now + 1000000, sent = 0, wakeups = 0;
+  while (t < end) {
+    if (hsp_udx__pacer_ready(s, t)) {
+      hsp_udx__pacer_consume(s, 1400);
+      sent += 1400;
+    } else {
+      CHECK(s->bbr.pace_at > t);
+      t = s->bbr.pace_at;
+      wakeups++;
+    }
+  }
+  printf("pacer: %llu bytes in 1 s at 1 MB/s, %llu wakeups\n", (unsigned long long)sent,
+         (unsigned long long)wakeups);
+  CHECK(sent >= 980000 && sent <= 1000000 + 10ull * s->max_payload + 1400);
+  /* bursts, not single packets: far fewer wakeups than packets */
+  CHECK(wakeups > 50 && wakeups < sent / 1400 / 3);
+  teardown();
+}
+
+static int a_sent_300k(void) { return sim.sent_bytes[0] >= 300000; }
+
+static void test_bbr_initial_pacing(void) {
+  /* Before any RTT sample the window goes out at the initial pacing rate (~33 kB/ms with the
+   * base MTU), not as one line-rate burst, even on a fast link. */
+  setup(0, 0, 9);
+  sim.bytes_per_ms = 1000000;
+  sim.delay_us = 50000;
+  nodes[0].tx_total = 1024 * 1024;
+  hsp_udx_stream_t *s = &nodes[0].s;
+  s->cwnd = 1000; /* let only the pacer limit the first flight */
+  uint64_t rate = s->bbr.pacing_rate;
+  pump(&nodes[0]);
+  uint64_t t0 = sim.now;
+  CHECK(run(1000000, a_sent_300k));
+  double took = (double)(sim.now - t0);
+  double expect = (300000.0 - 10.0 * s->max_payload) * 1e6 / (double)rate;
+  printf("initial pacing: %.0f B/s, 300 kB offered in %.2f ms (expected >= %.2f ms)\n",
+         (double)rate, took / 1e3, expect / 1e3);
+  CHECK(rate > 25000000 && rate < 40000000);
+  CHECK(took >= 0.95 * expect && took < 100000); /* paced, and well before the first ACK */
+  teardown();
+}
+
 int main(void) {
+  test_pacer_rate();
+  test_bbr_initial_pacing();
+  test_bbr_bottleneck();
+  test_bbr_loss_response();
   test_empty_and_hello();
   test_bulk(0, 0, 5 * 1024 * 1024, "clean 5 MiB", 0);
   test_bulk(0, 0, 5 * 1024 * 1024, "clean 5 MiB, path MTU 1400", 1400);
