@@ -6,7 +6,11 @@
 #include <string.h>
 #include <uv.h>
 
+#include <stdlib.h>
+
+#include "crypto.h"
 #include "dht_io.h"
+#include "hyper_conn.h"
 
 typedef struct node_cmd {
   hsp_dht_io_t *io;
@@ -65,4 +69,129 @@ int hsp_cmd_dht_node(const hsp_options_t *o) {
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   return 0;
+}
+
+/* ---- pipe ---- */
+
+typedef struct pipe_cmd {
+  hsp_dht_io_t *io;
+  hsp_dht_conn_t *conn;
+  uv_pipe_t in, out;
+  bool in_open, stdin_ended, conn_closed;
+  int writes; /* stdout writes in flight: stdout closes only when they are done */
+  int rc;
+  hsp_crypto_keypair_t kp;
+  uint8_t remote[32];
+} pipe_cmd_t;
+
+static void close_all(pipe_cmd_t *p);
+
+static void on_stdout_written(uv_write_t *w, int status) {
+  (void)status;
+  pipe_cmd_t *p = w->data;
+  free(w);
+  if (--p->writes == 0 && p->conn_closed) close_all(p);
+}
+
+static void pipe_on_read(hsp_dht_conn_t *c, const uint8_t *buf, ssize_t len) {
+  pipe_cmd_t *p = hsp_dht_conn_user(c);
+  if (len == HSP_DHT_CONN_EOF) return;
+  uv_write_t *w = malloc(sizeof(*w) + (size_t)len);
+  if (!w) return;
+  memcpy(w + 1, buf, (size_t)len);
+  uv_buf_t b = uv_buf_init((char *)(w + 1), (unsigned)len);
+  w->data = p;
+  p->writes++;
+  uv_write(w, (uv_stream_t *)&p->out, &b, 1, on_stdout_written);
+}
+
+static void close_all(pipe_cmd_t *p) {
+  if (p->writes) return;
+  if (p->in_open) {
+    p->in_open = false;
+    uv_close((uv_handle_t *)&p->in, NULL);
+    uv_close((uv_handle_t *)&p->out, NULL);
+  }
+  hsp_dht_io_close(p->io, NULL, NULL);
+}
+
+static void pipe_on_close(hsp_dht_conn_t *c, int status) {
+  pipe_cmd_t *p = hsp_dht_conn_user(c);
+  p->conn = NULL;
+  p->conn_closed = true;
+  if (status) {
+    fprintf(stderr, "hyperseaport pipe: connection closed: %s\n", hsp_dht_conn_strerror(status));
+    p->rc = 1;
+  }
+  close_all(p);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  (void)h;
+  buf->base = malloc(size);
+  buf->len = buf->base ? size : 0;
+}
+
+static void stdin_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  pipe_cmd_t *p = s->data;
+  if (n > 0 && p->conn) hsp_dht_conn_write(p->conn, (const uint8_t *)buf->base, (size_t)n, NULL, NULL);
+  free(buf->base);
+  if (n < 0) {
+    uv_read_stop(s);
+    p->stdin_ended = true;
+    if (p->conn) hsp_dht_conn_end(p->conn);
+  }
+}
+
+static void pipe_start(pipe_cmd_t *p, hsp_dht_conn_t *c) {
+  p->conn = c;
+  hsp_dht_conn_set_callbacks(c, pipe_on_read, pipe_on_close, p);
+  uv_read_start((uv_stream_t *)&p->in, alloc_cb, stdin_read);
+}
+
+static void on_connected(void *ctx, hsp_dht_conn_t *c, int err) {
+  pipe_cmd_t *p = ctx;
+  if (err) {
+    fprintf(stderr, "hyperseaport pipe: connect failed: %s\n", hsp_dht_conn_strerror(err));
+    p->rc = 1;
+    close_all(p);
+    return;
+  }
+  pipe_start(p, c);
+}
+
+static void pipe_ready(hsp_dht_io_t *io, void *ctx) {
+  pipe_cmd_t *p = ctx;
+  int err = hsp_dht_connect(io, &p->kp, p->remote, on_connected, p);
+  if (err) on_connected(p, NULL, err);
+}
+
+int hsp_cmd_pipe(const hsp_options_t *o) {
+  if (o->listen) {
+    fprintf(stderr, "hyperseaport pipe --listen: the hyperdht server side is not built yet\n");
+    return 1;
+  }
+  uv_loop_t *loop = uv_default_loop();
+  signal(SIGPIPE, SIG_IGN);
+  pipe_cmd_t p = {.rc = 0};
+  memcpy(p.remote, o->pipe_key, 32);
+  hsp_crypto_keypair_random(&p.kp);
+  hsp_dht_io_opts_t io_opts;
+  io_opts_from(o, &io_opts);
+  int err = hsp_dht_io_create(&p.io, loop, &io_opts);
+  if (err) {
+    fprintf(stderr, "hyperseaport pipe: %s\n", hsp_dht_io_strerror(err));
+    return 1;
+  }
+  uv_pipe_init(loop, &p.in, 0);
+  uv_pipe_init(loop, &p.out, 0);
+  uv_pipe_open(&p.in, 0);
+  uv_pipe_open(&p.out, 1);
+  p.in.data = p.out.data = &p;
+  p.in_open = true;
+  hsp_dht_io_on_ready(p.io, pipe_ready, &p);
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+  hsp_crypto_keypair_wipe(&p.kp);
+  return p.rc;
 }

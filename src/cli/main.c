@@ -62,6 +62,7 @@ int main(int argc, char **argv) {
   switch (opts.command) {
   case HSP_CMD_SEED: rc = cmd_seed(&opts); break;
   case HSP_CMD_DHT_NODE: rc = hsp_cmd_dht_node(&opts); break;
+  case HSP_CMD_PIPE: rc = hsp_cmd_pipe(&opts); break;
   default: rc = cmd_unavailable(&opts);
   }
   sodium_memzero(&opts, sizeof opts);

@@ -198,6 +198,10 @@ static int bind_socket(hsp_dht_io_t *io, int which, const uint8_t host[4], uint1
 
 static void close_step(hsp_dht_io_t *io) {
   if (--io->pending_closes) return;
+  /* The node is destroyed here, from the loop, because hsp_dht_io_close may be called from
+   * inside one of its callbacks. */
+  if (io->node) hsp_dht_node_destroy(io->node);
+  hsp_dht_store_free(io->store);
   hsp_udx_deinit(&io->udx);
   void (*cb)(void *) = io->close_cb;
   void *ctx = io->close_ctx;
@@ -263,6 +267,7 @@ int hsp_dht_io_create(hsp_dht_io_t **out, uv_loop_t *loop, const hsp_dht_io_opts
   }
   if (err) {
     hsp_dht_store_free(io->store);
+    io->store = NULL;
     io->closing = true;
     if (!bound) {
       hsp_udx_deinit(&io->udx);
@@ -329,10 +334,6 @@ void hsp_dht_io_close(hsp_dht_io_t *io, void (*cb)(void *), void *ctx) {
   io->closing = true;
   io->close_cb = cb;
   io->close_ctx = ctx;
-  hsp_dht_node_destroy(io->node);
-  io->node = NULL;
-  hsp_dht_store_free(io->store);
-  io->store = NULL;
   io->pending_closes = 4;
   uv_timer_stop(&io->timer);
   uv_prepare_stop(&io->prepare);

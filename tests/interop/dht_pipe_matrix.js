@@ -1,0 +1,77 @@
+// Interop matrix case 1 (issue 6): JS createTestnet, C client (`hyperseaport pipe KEY`) ->
+// JS hyperdht server, 10 MiB each way with SHA-256 checksums. The JS DHTs get
+// firewalled: false (docs/testing.md loopback trap), so the server is OPEN and the C client
+// connects directly after the relayed PEER_HANDSHAKE. Also: a server whose firewall rejects
+// the C client's key gets no connection (matrix case 6, JS side).
+// Usage: node dht_pipe_matrix.js <hyperseaport>
+const HyperDHT = require('hyperdht')
+const createTestnet = require('hyperdht/testnet')
+const { spawn } = require('child_process')
+const crypto = require('crypto')
+const b4a = require('b4a')
+
+const bin = process.argv[2]
+const HOST = '127.0.0.1'
+const SIZE = 10 * 1024 * 1024
+let failures = 0
+function check (cond, msg) {
+  if (cond) console.log('ok   ' + msg)
+  else { failures++; console.log('FAIL ' + msg) }
+}
+const sha = (b) => crypto.createHash('sha256').update(b).digest('hex')
+
+function runPipe (key, bootstrap, input) {
+  return new Promise((resolve) => {
+    const proc = spawn(bin, ['pipe', key, '--host', HOST, '--bootstrap', bootstrap], { stdio: ['pipe', 'pipe', 'pipe'] })
+    const out = []
+    let err = ''
+    proc.stdout.on('data', (d) => out.push(d))
+    proc.stderr.on('data', (d) => { err += d })
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 90000)
+    proc.on('exit', (code) => { clearTimeout(timer); resolve({ code, out: b4a.concat(out), err }) })
+    proc.stdin.on('error', () => {})
+    proc.stdin.end(input)
+  })
+}
+
+async function main () {
+  const testnet = await createTestnet(5, { host: HOST })
+  const bootstrap = testnet.bootstrap.map((b) => `${b.host}:${b.port}`).join(',')
+  const dht = new HyperDHT({ bootstrap: testnet.bootstrap, host: HOST, firewalled: false })
+  await dht.fullyBootstrapped()
+  const fromServer = crypto.randomBytes(SIZE)
+  const fromClient = crypto.randomBytes(SIZE)
+  let received = null
+  let remoteKey = null
+  const server = dht.createServer((conn) => {
+    remoteKey = conn.remotePublicKey
+    const chunks = []
+    conn.on('data', (d) => chunks.push(d))
+    conn.on('end', () => { received = b4a.concat(chunks) })
+    conn.on('error', () => {})
+    conn.end(fromServer)
+  })
+  await server.listen()
+  const key = b4a.toString(server.publicKey, 'hex')
+  const res = await runPipe(key, bootstrap, fromClient)
+  if (res.code !== 0) console.error(res.err)
+  check(res.code === 0, 'C pipe client exits 0')
+  check(res.out.length === SIZE && sha(res.out) === sha(fromServer), 'JS server -> C client: 10 MiB, checksum matches')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  check(received && received.length === SIZE && sha(received) === sha(fromClient), 'C client -> JS server: 10 MiB, checksum matches')
+  check(remoteKey && remoteKey.length === 32, 'JS server saw the C client\'s static key')
+  await server.close()
+
+  // Case 6 (JS server side): the firewall rejects every key: the C client must fail.
+  let rejected = 0
+  const closed = dht.createServer({ firewall: () => { rejected++; return true } }, () => {})
+  await closed.listen()
+  const res2 = await runPipe(b4a.toString(closed.publicKey, 'hex'), bootstrap, b4a.from('x'))
+  check(res2.code !== 0 && rejected > 0, `firewall rejecting the C client's key: pipe fails (${res2.err.trim()})`)
+  await closed.close()
+  await dht.destroy()
+  await testnet.destroy()
+  if (failures) { console.error(`${failures} checks failed`); process.exit(1) }
+  console.log('dht_pipe_matrix: all checks passed')
+}
+main().catch((err) => { console.error(err); process.exit(1) })
