@@ -10,7 +10,9 @@
 
 #include "crypto.h"
 #include "dht_io.h"
+#include "hex.h"
 #include "hyper_conn.h"
+#include "hyper_server.h"
 
 typedef struct node_cmd {
   hsp_dht_io_t *io;
@@ -78,6 +80,8 @@ typedef struct pipe_cmd {
   hsp_dht_conn_t *conn;
   uv_pipe_t in, out;
   bool in_open, stdin_ended, conn_closed;
+  hsp_dht_server_t *server;
+  bool listen;
   int writes; /* stdout writes in flight: stdout closes only when they are done */
   int rc;
   hsp_crypto_keypair_t kp;
@@ -118,6 +122,12 @@ static void close_all(pipe_cmd_t *p) {
 static void pipe_on_close(hsp_dht_conn_t *c, int status) {
   pipe_cmd_t *p = hsp_dht_conn_user(c);
   p->conn = NULL;
+  if (p->server) {
+    /* --listen serves one connection after another; stdin was consumed by the first. */
+    if (status)
+      fprintf(stderr, "hyperseaport pipe: connection closed: %s\n", hsp_dht_conn_strerror(status));
+    return;
+  }
   p->conn_closed = true;
   if (status) {
     fprintf(stderr, "hyperseaport pipe: connection closed: %s\n", hsp_dht_conn_strerror(status));
@@ -160,22 +170,45 @@ static void on_connected(void *ctx, hsp_dht_conn_t *c, int err) {
   pipe_start(p, c);
 }
 
+static void on_incoming(void *ctx, hsp_dht_conn_t *c) {
+  pipe_cmd_t *p = ctx;
+  if (p->conn) { /* one at a time: stdin/stdout belong to the current connection */
+    hsp_dht_conn_destroy(c);
+    return;
+  }
+  pipe_start(p, c);
+  if (p->stdin_ended) hsp_dht_conn_end(c);
+}
+
 static void pipe_ready(hsp_dht_io_t *io, void *ctx) {
   pipe_cmd_t *p = ctx;
+  if (p->server) return;
+  if (p->listen) {
+    int e = hsp_dht_server_listen(&p->server, io, &p->kp, NULL, on_incoming, p);
+    if (e) {
+      fprintf(stderr, "hyperseaport pipe: listen failed: %s\n", hsp_dht_conn_strerror(e));
+      p->rc = 1;
+      close_all(p);
+      return;
+    }
+    char hex[65];
+    hsp_hex_encode(hex, p->kp.public_key, 32);
+    printf("%s\n", hex);
+    fflush(stdout);
+    return;
+  }
   int err = hsp_dht_connect(io, &p->kp, p->remote, on_connected, p);
   if (err) on_connected(p, NULL, err);
 }
 
 int hsp_cmd_pipe(const hsp_options_t *o) {
-  if (o->listen) {
-    fprintf(stderr, "hyperseaport pipe --listen: the hyperdht server side is not built yet\n");
-    return 1;
-  }
   uv_loop_t *loop = uv_default_loop();
   signal(SIGPIPE, SIG_IGN);
   pipe_cmd_t p = {.rc = 0};
   memcpy(p.remote, o->pipe_key, 32);
-  hsp_crypto_keypair_random(&p.kp);
+  p.listen = o->listen;
+  if (o->has_pipe_seed) hsp_crypto_keypair_from_seed(&p.kp, o->pipe_seed);
+  else hsp_crypto_keypair_random(&p.kp);
   hsp_dht_io_opts_t io_opts;
   io_opts_from(o, &io_opts);
   int err = hsp_dht_io_create(&p.io, loop, &io_opts);

@@ -1,5 +1,5 @@
-// Interop matrix case 1 (issue 6): JS createTestnet, C client (`hyperseaport pipe KEY`) ->
-// JS hyperdht server, 10 MiB each way with SHA-256 checksums. The JS DHTs get
+// Interop matrix cases 1 and 2 (issue 6): JS createTestnet, C client (`hyperseaport pipe KEY`) ->
+// JS hyperdht server and JS client -> C server (`pipe --listen`), 10 MiB each way with SHA-256 checksums. The JS DHTs get
 // firewalled: false (docs/testing.md loopback trap), so the server is OPEN and the C client
 // connects directly after the relayed PEER_HANDSHAKE. Also: a server whose firewall rejects
 // the C client's key gets no connection (matrix case 6, JS side).
@@ -19,6 +19,50 @@ function check (cond, msg) {
   else { failures++; console.log('FAIL ' + msg) }
 }
 const sha = (b) => crypto.createHash('sha256').update(b).digest('hex')
+
+function startListener (bootstrap, input, extra = []) {
+  const proc = spawn(bin, ['pipe', '--listen', '--host', HOST, '--bootstrap', bootstrap, ...extra], { stdio: ['pipe', 'pipe', 'inherit'] })
+  let buf = b4a.alloc(0)
+  let key = null
+  let onKey
+  const keyP = new Promise((resolve) => { onKey = resolve })
+  proc.stdout.on('data', (d) => {
+    buf = b4a.concat([buf, d])
+    if (!key) {
+      const i = buf.indexOf(10)
+      if (i !== -1) { key = buf.subarray(0, i).toString(); buf = buf.subarray(i + 1); onKey(key) }
+    }
+  })
+  proc.stdin.on('error', () => {})
+  proc.stdin.end(input)
+  return { proc, key: keyP, data: () => buf, stop () { proc.kill('SIGTERM') } }
+}
+
+async function jsClientToCServer (testnet, dht) {
+  const bootstrap = testnet.bootstrap.map((b) => `${b.host}:${b.port}`).join(',')
+  const fromServer = crypto.randomBytes(SIZE)
+  const fromClient = crypto.randomBytes(SIZE)
+  const l = startListener(bootstrap, fromServer)
+  const key = await l.key
+  await new Promise((resolve) => setTimeout(resolve, 1500)) // let the announce land
+  const conn = dht.connect(b4a.from(key, 'hex'))
+  const chunks = []
+  const done = new Promise((resolve) => {
+    conn.on('data', (d) => chunks.push(d))
+    conn.on('end', resolve)
+    conn.on('error', (e) => { console.error('client error', e.message); resolve() })
+    setTimeout(resolve, 60000)
+  })
+  conn.end(fromClient)
+  await done
+  const got = b4a.concat(chunks)
+  check(got.length === SIZE && sha(got) === sha(fromServer), 'C server -> JS client: 10 MiB, checksum matches')
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const data = l.data()
+  check(data.length === SIZE && sha(data) === sha(fromClient), 'JS client -> C server: 10 MiB, checksum matches')
+  conn.destroy()
+  l.stop()
+}
 
 function runPipe (key, bootstrap, input) {
   return new Promise((resolve) => {
@@ -61,6 +105,8 @@ async function main () {
   check(received && received.length === SIZE && sha(received) === sha(fromClient), 'C client -> JS server: 10 MiB, checksum matches')
   check(remoteKey && remoteKey.length === 32, 'JS server saw the C client\'s static key')
   await server.close()
+
+  await jsClientToCServer(testnet, dht)
 
   // Case 6 (JS server side): the firewall rejects every key: the C client must fail.
   let rejected = 0
