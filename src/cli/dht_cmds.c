@@ -81,7 +81,8 @@ typedef struct pipe_cmd {
   uv_pipe_t in, out;
   bool in_open, stdin_ended, conn_closed;
   hsp_dht_server_t *server;
-  bool listen;
+  bool listen, has_allow;
+  uint8_t allow[32];
   int writes; /* stdout writes in flight: stdout closes only when they are done */
   int rc;
   hsp_crypto_keypair_t kp;
@@ -180,11 +181,18 @@ static void on_incoming(void *ctx, hsp_dht_conn_t *c) {
   if (p->stdin_ended) hsp_dht_conn_end(c);
 }
 
+static bool pipe_firewall(void *ctx, const uint8_t remote[32]) {
+  pipe_cmd_t *p = ctx;
+  bool reject = p->has_allow && memcmp(remote, p->allow, 32) != 0;
+  if (reject) fprintf(stderr, "hyperseaport pipe: rejected a client (key not allowed)\n");
+  return reject;
+}
+
 static void pipe_ready(hsp_dht_io_t *io, void *ctx) {
   pipe_cmd_t *p = ctx;
   if (p->server) return;
   if (p->listen) {
-    int e = hsp_dht_server_listen(&p->server, io, &p->kp, NULL, on_incoming, p);
+    int e = hsp_dht_server_listen(&p->server, io, &p->kp, pipe_firewall, on_incoming, p);
     if (e) {
       fprintf(stderr, "hyperseaport pipe: listen failed: %s\n", hsp_dht_conn_strerror(e));
       p->rc = 1;
@@ -207,6 +215,8 @@ int hsp_cmd_pipe(const hsp_options_t *o) {
   pipe_cmd_t p = {.rc = 0};
   memcpy(p.remote, o->pipe_key, 32);
   p.listen = o->listen;
+  p.has_allow = o->has_pipe_allow;
+  memcpy(p.allow, o->pipe_allow, 32);
   if (o->has_pipe_seed) hsp_crypto_keypair_from_seed(&p.kp, o->pipe_seed);
   else hsp_crypto_keypair_random(&p.kp);
   hsp_dht_io_opts_t io_opts;

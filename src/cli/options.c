@@ -26,6 +26,7 @@ enum flag_id {
   F_ROLE,
   F_LISTEN,
   F_PIPE_SEED,
+  F_ALLOW,
   F_COUNT
 };
 
@@ -55,6 +56,8 @@ static const flag_spec_t flags[F_COUNT] = {
     [F_LISTEN] = {"listen", 'l', NULL, "accept connections instead of connecting to KEY", false},
     [F_PIPE_SEED] = {"seed", 0, "HEX", "64 hex chars: seed of the listening key pair (default: random)",
                      false},
+    [F_ALLOW] = {"allow", 0, "HEX", "with --listen: accept only the client with this public key",
+                 false},
 };
 
 #define BIT(f) (1u << (f))
@@ -108,7 +111,7 @@ static const command_spec_t commands[HSP_CMD_COUNT] = {
     [HSP_CMD_PIPE] = {"pipe", "hyperseaport pipe --listen [--seed HEX] | hyperseaport pipe KEY",
                       "netcat over HyperDHT: pipe stdin/stdout to the server with public key KEY, "
                       "or print our key and pipe each incoming connection",
-                      COMMON | BIT(F_BOOTSTRAP) | BIT(F_HOST) | BIT(F_LISTEN) | BIT(F_PIPE_SEED), 0,
+                      COMMON | BIT(F_BOOTSTRAP) | BIT(F_HOST) | BIT(F_LISTEN) | BIT(F_PIPE_SEED) | BIT(F_ALLOW), 0,
                       NULL, NULL},
 };
 
@@ -219,6 +222,11 @@ static int apply(hsp_options_t *o, enum flag_id f, const char *value, const char
     if (hsp_hex_decode(o->pipe_seed, HSP_KEY_BYTES, value) != 0)
       return fail(err, err_len, "%s must be 64 hex characters", where);
     o->has_pipe_seed = true;
+    return 0;
+  case F_ALLOW:
+    if (hsp_hex_decode(o->pipe_allow, HSP_KEY_BYTES, value) != 0)
+      return fail(err, err_len, "%s must be 64 hex characters", where);
+    o->has_pipe_allow = true;
     return 0;
   case F_BOOTSTRAP:
     o->has_bootstrap = true;

@@ -41,6 +41,8 @@ typedef struct hsp_options {
   bool listen;        /* pipe --listen */
   bool has_pipe_seed; /* pipe --seed */
   uint8_t pipe_seed[HSP_KEY_BYTES];
+  bool has_pipe_allow; /* pipe --listen --allow: the only client key accepted */
+  uint8_t pipe_allow[HSP_KEY_BYTES];
   bool has_pipe_key;  /* pipe KEY */
   uint8_t pipe_key[HSP_KEY_BYTES];
   char storage[HSP_OPT_TEXT];

@@ -1,6 +1,7 @@
 // Interop matrix case 3 (issue 6): a C-only network of five `hyperseaport dht-node`
 // processes on 127.0.0.1, C client (`pipe KEY`) -> C server (`pipe --listen --seed`),
-// 10 MiB each way with SHA-256 checksums. No JS DHT code runs here.
+// 10 MiB each way with SHA-256 checksums; and case 6 on the C side (`--allow`: the server's
+// firewall drops other client keys). No JS DHT node runs here.
 // Usage: node dht_c_matrix.js <hyperseaport>
 const { spawn } = require('child_process')
 const crypto = require('crypto')
@@ -68,6 +69,23 @@ async function main () {
   const data = server.out().subarray(65)
   check(data.length === SIZE && sha(data) === sha(fromClient), 'C client -> C server: 10 MiB, checksum matches')
   server.proc.kill('SIGTERM')
+
+  // Case 6 (C server side): --allow admits one client key; any other is dropped unanswered.
+  const { keyPair } = require('hyperdht')
+  const good = crypto.randomBytes(32)
+  const goodPk = b4a.toString(keyPair(good).publicKey, 'hex')
+  const guarded = run(['pipe', '--listen', '--allow', goodPk, '--host', HOST, '--bootstrap', boot], b4a.from('welcome'))
+  const gkey = (await guarded.wait(/^([0-9a-f]{64})\n/))[1]
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  const bad = run(['pipe', gkey, '--seed', crypto.randomBytes(32).toString('hex'), '--host', HOST, '--bootstrap', boot], b4a.from('intruder'))
+  const badCode = await bad.exited
+  check(badCode !== 0 && bad.out().length === 0, `C server rejects an unknown client key (${bad.err().trim()})`)
+  const ok = run(['pipe', gkey, '--seed', good.toString('hex'), '--host', HOST, '--bootstrap', boot], b4a.from('friend'))
+  const okCode = await ok.exited
+  check(okCode === 0 && ok.out().toString() === 'welcome', 'C server accepts the allowed client key')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  check(!guarded.out().toString().includes('intruder') && guarded.out().toString().includes('friend'), 'only the allowed client reached the server\'s stdout')
+  guarded.proc.kill('SIGTERM')
   for (const n of nodes) n.proc.kill('SIGTERM')
   if (failures) { console.error(`${failures} checks failed`); process.exit(1) }
   console.log('dht_c_matrix: all checks passed')
