@@ -108,6 +108,20 @@ async function main () {
 
   await jsClientToCServer(testnet, dht)
 
+  // Case 6 (C server side, JS client): a key not in --allow gets no handshake reply.
+  const guarded = startListener(bootstrap, b4a.from('secret'), ['--allow', b4a.toString(HyperDHT.keyPair().publicKey, 'hex')])
+  const gkey = await guarded.key
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  const intruder = dht.connect(b4a.from(gkey, 'hex'))
+  const outcome = await new Promise((resolve) => {
+    intruder.on('open', () => resolve('open'))
+    intruder.on('error', (e) => resolve(e.code || e.message))
+    setTimeout(() => resolve('timeout'), 60000)
+  })
+  check(outcome !== 'open' && outcome !== 'timeout', `C server firewall rejects the JS client's key (${outcome})`)
+  intruder.destroy()
+  guarded.stop()
+
   // Case 6 (JS server side): the firewall rejects every key: the C client must fail.
   let rejected = 0
   const closed = dht.createServer({ firewall: () => { rejected++; return true } }, () => {})
