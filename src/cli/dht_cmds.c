@@ -81,6 +81,8 @@ typedef struct pipe_cmd {
   uv_pipe_t in, out;
   bool in_open, stdin_ended, conn_closed;
   hsp_dht_server_t *server;
+  uv_signal_t sigint, sigterm;
+  bool closed, signalled;
   bool listen, has_allow;
   uint8_t allow[32];
   int writes; /* stdout writes in flight: stdout closes only when they are done */
@@ -111,7 +113,15 @@ static void pipe_on_read(hsp_dht_conn_t *c, const uint8_t *buf, ssize_t len) {
 }
 
 static void close_all(pipe_cmd_t *p) {
-  if (p->writes) return;
+  if (p->writes || p->closed) return;
+  p->closed = true;
+  uv_close((uv_handle_t *)&p->sigint, NULL);
+  uv_close((uv_handle_t *)&p->sigterm, NULL);
+  if (p->server) {
+    /* Only reached on errors: the server is freed without waiting for the unannounce. */
+    hsp_dht_server_close(p->server, NULL, NULL);
+    p->server = NULL;
+  }
   if (p->in_open) {
     p->in_open = false;
     uv_close((uv_handle_t *)&p->in, NULL);
@@ -123,7 +133,7 @@ static void close_all(pipe_cmd_t *p) {
 static void pipe_on_close(hsp_dht_conn_t *c, int status) {
   pipe_cmd_t *p = hsp_dht_conn_user(c);
   p->conn = NULL;
-  if (p->server) {
+  if (p->server || (p->listen && !p->signalled)) {
     /* --listen serves one connection after another; stdin was consumed by the first. */
     if (status)
       fprintf(stderr, "hyperseaport pipe: connection closed: %s\n", hsp_dht_conn_strerror(status));
@@ -209,6 +219,29 @@ static void pipe_ready(hsp_dht_io_t *io, void *ctx) {
   if (err) on_connected(p, NULL, err);
 }
 
+static void server_closed(void *ctx) {
+  pipe_cmd_t *p = ctx;
+  if (p->conn) hsp_dht_conn_destroy(p->conn); /* its close callback finishes the exit */
+  else close_all(p);
+}
+
+/* SIGINT/SIGTERM: unannounce (listen), drop the connection, exit cleanly. */
+static void pipe_on_signal(uv_signal_t *sig, int signum) {
+  (void)signum;
+  pipe_cmd_t *p = sig->data;
+  if (p->signalled) return;
+  p->signalled = true;
+  uv_signal_stop(&p->sigint);
+  uv_signal_stop(&p->sigterm);
+  if (p->server) {
+    hsp_dht_server_t *s = p->server;
+    p->server = NULL;
+    hsp_dht_server_close(s, server_closed, p);
+  } else {
+    server_closed(p);
+  }
+}
+
 int hsp_cmd_pipe(const hsp_options_t *o) {
   uv_loop_t *loop = uv_default_loop();
   signal(SIGPIPE, SIG_IGN);
@@ -232,6 +265,11 @@ int hsp_cmd_pipe(const hsp_options_t *o) {
   uv_pipe_open(&p.out, 1);
   p.in.data = p.out.data = &p;
   p.in_open = true;
+  uv_signal_init(loop, &p.sigint);
+  uv_signal_init(loop, &p.sigterm);
+  p.sigint.data = p.sigterm.data = &p;
+  uv_signal_start(&p.sigint, pipe_on_signal, SIGINT);
+  uv_signal_start(&p.sigterm, pipe_on_signal, SIGTERM);
   hsp_dht_io_on_ready(p.io, pipe_ready, &p);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);

@@ -69,6 +69,7 @@ async function main () {
   const data = server.out().subarray(65)
   check(data.length === SIZE && sha(data) === sha(fromClient), 'C client -> C server: 10 MiB, checksum matches')
   server.proc.kill('SIGTERM')
+  check(await server.exited === 0, 'pipe --listen unannounces and exits cleanly on SIGTERM (LSan-checked)')
 
   // Case 6 (C server side): --allow admits one client key; any other is dropped unanswered.
   const { keyPair } = require('hyperdht')
@@ -86,6 +87,7 @@ async function main () {
   await new Promise((resolve) => setTimeout(resolve, 300))
   check(!guarded.out().toString().includes('intruder') && guarded.out().toString().includes('friend'), 'only the allowed client reached the server\'s stdout')
   guarded.proc.kill('SIGTERM')
+  check(await guarded.exited === 0, 'guarded pipe --listen exits cleanly on SIGTERM')
   for (const n of nodes) n.proc.kill('SIGTERM')
   if (failures) { console.error(`${failures} checks failed`); process.exit(1) }
   console.log('dht_c_matrix: all checks passed')
