@@ -1,6 +1,7 @@
 /* hyperseaport: the command-line entry point. Parses options, then hands each command to
  * the layer that implements it. */
 #include "crypto.h"
+#include "dht_cmds.h"
 #include "hex.h"
 #include "options.h"
 
@@ -60,6 +61,8 @@ int main(int argc, char **argv) {
   int rc;
   switch (opts.command) {
   case HSP_CMD_SEED: rc = cmd_seed(&opts); break;
+  case HSP_CMD_DHT_NODE: rc = hsp_cmd_dht_node(&opts); break;
+  case HSP_CMD_PIPE: rc = hsp_cmd_pipe(&opts); break;
   default: rc = cmd_unavailable(&opts);
   }
   sodium_memzero(&opts, sizeof opts);

@@ -24,6 +24,9 @@ enum flag_id {
   F_PORT,
   F_HOST,
   F_ROLE,
+  F_LISTEN,
+  F_PIPE_SEED,
+  F_ALLOW,
   F_COUNT
 };
 
@@ -50,6 +53,11 @@ static const flag_spec_t flags[F_COUNT] = {
     [F_PORT] = {"port", 'p', "PORT", NULL, false},
     [F_HOST] = {"host", 0, "HOST", "host of the local service (default: localhost)", false},
     [F_ROLE] = {"role", 'r', "NAME@VERSION", NULL, false},
+    [F_LISTEN] = {"listen", 'l', NULL, "accept connections instead of connecting to KEY", false},
+    [F_PIPE_SEED] = {"seed", 0, "HEX", "64 hex chars: seed of the listening key pair (default: random)",
+                     false},
+    [F_ALLOW] = {"allow", 0, "HEX", "with --listen: accept only the client with this public key",
+                 false},
 };
 
 #define BIT(f) (1u << (f))
@@ -94,6 +102,17 @@ static const command_spec_t commands[HSP_CMD_COUNT] = {
                      "/instance/KEY/path",
                      NETWORKED | BIT(F_PORT), BIT(F_PORT) | BIT(F_PUBLIC_KEY),
                      "local HTTP port to listen on", NULL},
+    [HSP_CMD_DHT_NODE] = {"dht-node", "hyperseaport dht-node [--port PORT] [--host HOST] "
+                          "[--bootstrap HOST:PORT[,...]]",
+                          "run a persistent HyperDHT node; --bootstrap \"\" starts a private "
+                          "network (prints the node's address)",
+                          COMMON | BIT(F_BOOTSTRAP) | BIT(F_PORT) | BIT(F_HOST), 0,
+                          "UDP port to bind (default: any)", NULL},
+    [HSP_CMD_PIPE] = {"pipe", "hyperseaport pipe --listen [--seed HEX] | hyperseaport pipe KEY",
+                      "netcat over HyperDHT: pipe stdin/stdout to the server with public key KEY, "
+                      "or print our key and pipe each incoming connection",
+                      COMMON | BIT(F_BOOTSTRAP) | BIT(F_HOST) | BIT(F_LISTEN) | BIT(F_PIPE_SEED) | BIT(F_ALLOW), 0,
+                      NULL, NULL},
 };
 
 const char *hsp_command_name(enum hsp_command cmd) {
@@ -198,7 +217,19 @@ static int apply(hsp_options_t *o, enum flag_id f, const char *value, const char
     *(f == F_SEED ? &o->has_seed : &o->has_public_key) = true;
     return 0;
   }
+  case F_LISTEN: o->listen = true; return 0;
+  case F_PIPE_SEED:
+    if (hsp_hex_decode(o->pipe_seed, HSP_KEY_BYTES, value) != 0)
+      return fail(err, err_len, "%s must be 64 hex characters", where);
+    o->has_pipe_seed = true;
+    return 0;
+  case F_ALLOW:
+    if (hsp_hex_decode(o->pipe_allow, HSP_KEY_BYTES, value) != 0)
+      return fail(err, err_len, "%s must be 64 hex characters", where);
+    o->has_pipe_allow = true;
+    return 0;
   case F_BOOTSTRAP:
+    o->has_bootstrap = true;
     if (check_bootstrap(value) || copy_text(o->bootstrap, value))
       return fail(err, err_len,
                   "%s must be host:port[,host:port...] with ports 1-65535, got '%s'", where,
@@ -217,6 +248,7 @@ static int apply(hsp_options_t *o, enum flag_id f, const char *value, const char
   case F_HOST:
     if (!*value || !printable_token(value) || copy_text(o->host, value))
       return fail(err, err_len, "%s must be a host name or address, got '%s'", where, value);
+    o->has_host = true;
     return 0;
   case F_ROLE: return parse_role(o, value, where, err, err_len);
   case F_COUNT: break;
@@ -325,12 +357,19 @@ static void default_storage(hsp_options_t *o, char **envp) {
   else snprintf(o->storage, sizeof o->storage, "%s/.local/share/hyperseaport", home ? home : ".");
 }
 
-static int collect_flags(const command_spec_t *cmd, int argc, char **argv, sources_t *src,
-                         char *err, size_t err_len) {
+static int collect_flags(hsp_options_t *o, const command_spec_t *cmd, int argc, char **argv,
+                         sources_t *src, char *err, size_t err_len) {
   for (int i = 0; i < argc; i++) {
     const char *arg = argv[i];
     bool is_short = arg[0] == '-' && arg[1] && arg[1] != '-' && !arg[2];
     bool is_long = strncmp(arg, "--", 2) == 0 && arg[2];
+    if (!is_short && !is_long && o->command == HSP_CMD_PIPE && !o->has_pipe_key) {
+      /* pipe KEY: the server's public key, the only positional argument. */
+      if (hsp_hex_decode(o->pipe_key, HSP_KEY_BYTES, arg) != 0)
+        return fail(err, err_len, "pipe: KEY must be 64 hex characters, got '%s'", arg);
+      o->has_pipe_key = true;
+      continue;
+    }
     if (!is_short && !is_long)
       return fail(err, err_len, "%s: unexpected argument '%s' (see hyperseaport %s --help)",
                   cmd->name, arg, cmd->name);
@@ -370,7 +409,7 @@ int hsp_options_parse(hsp_options_t *o, int argc, char **argv, char **envp, char
     while (c < HSP_CMD_COUNT && strcmp(argv[0], commands[c].name) != 0) c++;
     if (c == HSP_CMD_COUNT)
       return fail(err, err_len,
-                  "unknown command '%s' (commands: registry, seed, service, proxy, web; see "
+                  "unknown command '%s' (commands: registry, seed, service, proxy, web, dht-node, pipe; see "
                   "hyperseaport --help)",
                   argv[0]);
     o->command = (enum hsp_command)c;
@@ -381,7 +420,7 @@ int hsp_options_parse(hsp_options_t *o, int argc, char **argv, char **envp, char
   /* Sources are read in rising priority: config file, environment, flags. The flags are
    * scanned first only to learn --config; they are applied on top afterwards. */
   sources_t *flag_src = calloc(1, sizeof *flag_src), *src = calloc(1, sizeof *src);
-  int rc = flag_src && src ? collect_flags(cmd, argc, argv, flag_src, err, err_len)
+  int rc = flag_src && src ? collect_flags(o, cmd, argc, argv, flag_src, err, err_len)
                            : fail(err, err_len, "out of memory");
 
   /* `seed` makes a new pair: a seed in the config file must not turn it into a no-op. */
@@ -423,6 +462,8 @@ int hsp_options_parse(hsp_options_t *o, int argc, char **argv, char **envp, char
                   "`hyperseaport seed` for a new pair",
                   o->config_path[0] ? " in " : "", o->config_path);
   }
+  if (o->command == HSP_CMD_PIPE && o->listen == o->has_pipe_key)
+    return fail(err, err_len, "pipe needs either --listen or a KEY (see hyperseaport pipe --help)");
   unsigned missing = cmd->required & ~given;
   if (missing & BIT(F_SEED))
     return fail(err, err_len,

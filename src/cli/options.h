@@ -20,6 +20,8 @@ enum hsp_command {
   HSP_CMD_SERVICE,
   HSP_CMD_PROXY,
   HSP_CMD_WEB,
+  HSP_CMD_DHT_NODE,
+  HSP_CMD_PIPE,
   HSP_CMD_COUNT
 };
 
@@ -34,6 +36,15 @@ typedef struct hsp_options {
   uint8_t registry_public_key[HSP_KEY_BYTES];
 
   char bootstrap[HSP_OPT_TEXT]; /* "host:port[,host:port...]"; empty means the public nodes */
+  bool has_bootstrap; /* given (dht-node: an empty list makes the first node of a network) */
+  bool has_host;      /* --host given (dht-node, pipe: the address to bind) */
+  bool listen;        /* pipe --listen */
+  bool has_pipe_seed; /* pipe --seed */
+  uint8_t pipe_seed[HSP_KEY_BYTES];
+  bool has_pipe_allow; /* pipe --listen --allow: the only client key accepted */
+  uint8_t pipe_allow[HSP_KEY_BYTES];
+  bool has_pipe_key;  /* pipe KEY */
+  uint8_t pipe_key[HSP_KEY_BYTES];
   char storage[HSP_OPT_TEXT];
   char config_path[HSP_OPT_TEXT]; /* the file that was read, or "" if none existed */
 

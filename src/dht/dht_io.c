@@ -1,0 +1,344 @@
+/* libuv + hsp_udx driver of a DHT node (dht_io.h). */
+#include "dht_io.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crypto.h"
+
+struct hsp_dht_io {
+  uv_loop_t *loop;
+  hsp_udx_t udx;
+  hsp_udx_socket_t sockets[2];
+  uv_timer_t timer;
+  uv_prepare_t prepare;
+  hsp_dht_node_t *node;
+  hsp_dht_store_t *store;
+  hsp_ipv4_addr_t address;
+  bool ready;
+  void (*on_ready)(hsp_dht_io_t *io, void *ctx);
+  void *ready_ctx;
+  hsp_dht_io_ticker_t *tickers;
+  hsp_dht_io_raw_cb raw_cb;
+  void *raw_ctx;
+  bool (*req_cb)(void *ctx, hsp_dht_node_t *node, const hsp_dht_incoming_t *req);
+  void *req_ctx;
+  uint64_t armed; /* deadline the timer is set for, UINT64_MAX = none */
+  int pending_closes;
+  bool closing;
+  void (*close_cb)(void *ctx);
+  void *close_ctx;
+};
+
+static uint64_t io_now(const hsp_dht_io_t *io) { return uv_now(io->loop); }
+
+void hsp_dht_io_opts_default(hsp_dht_io_opts_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->host = "0.0.0.0";
+  o->ephemeral = -1;
+  o->firewalled = true;
+}
+
+const char *hsp_dht_io_strerror(int err) {
+  if (err <= -100) return hsp_udx_strerror(err + 100);
+  return hsp_dht_strerror(err);
+}
+
+static int resolve(const char *host, uint8_t out[4]) {
+  if (hsp_ipv4_parse(host, out) == 0) return 0;
+  struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM};
+  struct addrinfo *res = NULL;
+  if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) return HSP_DHT_EINVAL;
+  memcpy(out, &((struct sockaddr_in *)res->ai_addr)->sin_addr, 4);
+  freeaddrinfo(res);
+  return 0;
+}
+
+int hsp_dht_parse_bootstrap(const char *list, hsp_ipv4_addr_t *out, size_t max) {
+  size_t n = 0;
+  const char *p = list;
+  while (*p) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len) {
+      char item[300];
+      if (len >= sizeof(item) || n >= max) return HSP_DHT_ERANGE;
+      memcpy(item, p, len);
+      item[len] = 0;
+      char *colon = strrchr(item, ':');
+      if (!colon) return HSP_DHT_EINVAL;
+      *colon = 0;
+      char *tail;
+      long port = strtol(colon + 1, &tail, 10);
+      if (*tail || port <= 0 || port > 65535) return HSP_DHT_EINVAL;
+      if (resolve(item, out[n].host) != 0) return HSP_DHT_EINVAL;
+      out[n].port = (uint16_t)port;
+      n++;
+    }
+    if (!end) break;
+    p = end + 1;
+  }
+  return (int)n;
+}
+
+static void to_sockaddr(struct sockaddr_in *sa, const hsp_ipv4_addr_t *a) {
+  memset(sa, 0, sizeof(*sa));
+  sa->sin_family = AF_INET;
+  sa->sin_port = htons(a->port);
+  memcpy(&sa->sin_addr, a->host, 4);
+}
+
+static void flush(hsp_dht_io_t *io) {
+  hsp_dht_datagram_t d;
+  while (hsp_dht_node_next_datagram(io->node, &d)) {
+    if (d.socket != 0 && d.socket != 1) continue; /* no extra sockets at this layer */
+    struct sockaddr_in sa;
+    to_sockaddr(&sa, &d.to);
+    /* A full send buffer drops the datagram: dht-rpc retries requests on its own. */
+    hsp_udx_socket_send(&io->sockets[d.socket], d.data, d.len, (const struct sockaddr *)&sa);
+  }
+}
+
+static uint64_t next_deadline(hsp_dht_io_t *io) {
+  uint64_t d = hsp_dht_node_next_deadline(io->node);
+  for (hsp_dht_io_ticker_t *t = io->tickers; t; t = t->next) {
+    uint64_t x = t->deadline(t);
+    if (x < d) d = x;
+  }
+  return d;
+}
+
+static void run_due(hsp_dht_io_t *io) {
+  uint64_t now = io_now(io);
+  for (hsp_dht_io_ticker_t *t = io->tickers, *next; t; t = next) {
+    next = t->next; /* a ticker may remove itself */
+    if (t->deadline(t) <= now) t->advance(t, now);
+  }
+  if (hsp_dht_node_next_deadline(io->node) <= now) hsp_dht_node_advance(io->node, now);
+}
+
+static void on_timer(uv_timer_t *t) {
+  hsp_dht_io_t *io = t->data;
+  io->armed = UINT64_MAX;
+  run_due(io);
+}
+
+/* Before every poll: send what the node produced and follow its deadline. */
+static void on_prepare(uv_prepare_t *p) {
+  hsp_dht_io_t *io = p->data;
+  if (io->closing) return;
+  uv_update_time(io->loop);
+  uint64_t now = io_now(io);
+  if (next_deadline(io) <= now) run_due(io);
+  flush(io);
+  uint64_t d = next_deadline(io);
+  if (d == io->armed) return;
+  io->armed = d;
+  if (d == UINT64_MAX) {
+    uv_timer_stop(&io->timer);
+  } else {
+    uv_timer_start(&io->timer, on_timer, d > now ? d - now : 0, 0);
+  }
+}
+
+void hsp_dht_io_wake(hsp_dht_io_t *io) {
+  io->armed = 0; /* force re-arming at the next prepare */
+  uv_timer_start(&io->timer, on_timer, 0, 0);
+}
+
+static void on_recv(hsp_udx_socket_t *sock, const uint8_t *buf, size_t len,
+                    const struct sockaddr *from) {
+  hsp_dht_io_t *io = sock->data;
+  if (io->closing || from->sa_family != AF_INET) return;
+  const struct sockaddr_in *sa = (const struct sockaddr_in *)from;
+  hsp_ipv4_addr_t a;
+  memcpy(a.host, &sa->sin_addr, 4);
+  a.port = ntohs(sa->sin_port);
+  int which = sock == &io->sockets[0] ? 0 : 1;
+  if (hsp_dht_message_type(buf, len) != 0) {
+    hsp_dht_node_recv(io->node, which, &a, buf, len, io_now(io));
+  } else if (io->raw_cb) {
+    io->raw_cb(io->raw_ctx, which, &a, buf, len);
+  }
+}
+
+static bool on_request(void *ctx, hsp_dht_node_t *node, const hsp_dht_incoming_t *req) {
+  hsp_dht_io_t *io = ctx;
+  if (io->req_cb && io->req_cb(io->req_ctx, node, req)) return true;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t wall = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  return hsp_dht_store_on_request(io->store, node, req, io_now(io), wall);
+}
+
+static void on_event(void *ctx, hsp_dht_node_t *node, int event) {
+  (void)node;
+  hsp_dht_io_t *io = ctx;
+  if (event == HSP_DHT_EVENT_READY && !io->ready) {
+    io->ready = true;
+    if (io->on_ready) io->on_ready(io, io->ready_ctx);
+  }
+}
+
+static int bind_socket(hsp_dht_io_t *io, int which, const uint8_t host[4], uint16_t port) {
+  hsp_udx_socket_t *s = &io->sockets[which];
+  int err = hsp_udx_socket_init(&io->udx, s);
+  if (err) return err - 100;
+  s->data = io;
+  hsp_ipv4_addr_t a = {{host[0], host[1], host[2], host[3]}, port};
+  struct sockaddr_in sa;
+  to_sockaddr(&sa, &a);
+  err = hsp_udx_socket_bind(s, (const struct sockaddr *)&sa);
+  if (!err) err = hsp_udx_socket_recv_start(s, on_recv);
+  return err ? err - 100 : 0;
+}
+
+static void close_step(hsp_dht_io_t *io) {
+  if (--io->pending_closes) return;
+  /* The node is destroyed here, from the loop, because hsp_dht_io_close may be called from
+   * inside one of its callbacks. */
+  if (io->node) hsp_dht_node_destroy(io->node);
+  hsp_dht_store_free(io->store);
+  hsp_udx_deinit(&io->udx);
+  void (*cb)(void *) = io->close_cb;
+  void *ctx = io->close_ctx;
+  free(io);
+  if (cb) cb(ctx);
+}
+
+static void on_handle_closed(uv_handle_t *h) { close_step(h->data); }
+static void on_socket_closed(hsp_udx_socket_t *s) { close_step(s->data); }
+
+int hsp_dht_io_create(hsp_dht_io_t **out, uv_loop_t *loop, const hsp_dht_io_opts_t *opts) {
+  hsp_dht_io_opts_t def;
+  if (!opts) {
+    hsp_dht_io_opts_default(&def);
+    opts = &def;
+  }
+  if (hsp_crypto_init() != 0) return HSP_DHT_ENOMEM;
+  hsp_dht_config_t cfg;
+  hsp_dht_config_default(&cfg);
+  uint8_t host[4];
+  if (resolve(opts->host ? opts->host : "0.0.0.0", host) != 0) return HSP_DHT_EINVAL;
+  const char *list = opts->bootstrap ? opts->bootstrap : HSP_DHT_PUBLIC_BOOTSTRAP;
+  int n = hsp_dht_parse_bootstrap(list, cfg.bootstrap, HSP_DHT_MAX_BOOTSTRAP);
+  if (n < 0) return n;
+  cfg.bootstrap_count = (size_t)n;
+
+  hsp_dht_io_t *io = calloc(1, sizeof(*io));
+  if (!io) return HSP_DHT_ENOMEM;
+  io->loop = loop;
+  io->armed = UINT64_MAX;
+  int err = hsp_udx_init(loop, &io->udx);
+  if (err) {
+    free(io);
+    return err - 100;
+  }
+  io->udx.data = io;
+  int bound = 0;
+  err = bind_socket(io, 0, host, opts->port);
+  if (!err) {
+    bound = 1;
+    err = bind_socket(io, 1, host, 0);
+    if (!err) bound = 2;
+  }
+  if (err == 0 && hsp_dht_store_init(&io->store, NULL) != 0) err = HSP_DHT_ENOMEM;
+  struct sockaddr_storage ss;
+  if (!err) {
+    hsp_udx_socket_getsockname(&io->sockets[0], &ss);
+    memcpy(io->address.host, host, 4);
+    io->address.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    cfg.server_port = io->address.port;
+    cfg.ephemeral = opts->ephemeral;
+    cfg.firewalled = opts->firewalled;
+    if (n == 0) {
+      /* First node of a private network: DHT.bootstrapper(port, host). */
+      cfg.bootstrapper = true;
+      cfg.bootstrapper_addr = io->address;
+      cfg.firewalled = false;
+    }
+    cfg.on_request = on_request;
+    cfg.on_event = on_event;
+    cfg.ctx = io;
+    if (hsp_dht_node_init(&io->node, &cfg, uv_now(loop)) != 0) err = HSP_DHT_ENOMEM;
+  }
+  if (err) {
+    hsp_dht_store_free(io->store);
+    io->store = NULL;
+    io->closing = true;
+    if (!bound) {
+      hsp_udx_deinit(&io->udx);
+      free(io);
+      return err;
+    }
+    /* Bound sockets close asynchronously; the last one frees io. */
+    io->pending_closes = bound;
+    for (int i = 0; i < bound; i++) hsp_udx_socket_close(&io->sockets[i], on_socket_closed);
+    return err;
+  }
+  uv_timer_init(loop, &io->timer);
+  io->timer.data = io;
+  uv_prepare_init(loop, &io->prepare);
+  io->prepare.data = io;
+  uv_prepare_start(&io->prepare, on_prepare);
+  hsp_dht_node_start(io->node, io_now(io));
+  *out = io;
+  return 0;
+}
+
+void hsp_dht_io_on_ready(hsp_dht_io_t *io, void (*cb)(hsp_dht_io_t *, void *), void *ctx) {
+  io->on_ready = cb;
+  io->ready_ctx = ctx;
+}
+
+hsp_dht_node_t *hsp_dht_io_node(hsp_dht_io_t *io) { return io->node; }
+hsp_dht_store_t *hsp_dht_io_store(hsp_dht_io_t *io) { return io->store; }
+hsp_udx_t *hsp_dht_io_udx(hsp_dht_io_t *io) { return &io->udx; }
+uv_loop_t *hsp_dht_io_loop(hsp_dht_io_t *io) { return io->loop; }
+hsp_udx_socket_t *hsp_dht_io_socket(hsp_dht_io_t *io, int which) { return &io->sockets[which]; }
+hsp_ipv4_addr_t hsp_dht_io_address(const hsp_dht_io_t *io) { return io->address; }
+uint64_t hsp_dht_io_now(const hsp_dht_io_t *io) { return io_now(io); }
+bool hsp_dht_io_ready(const hsp_dht_io_t *io) { return io->ready; }
+
+void hsp_dht_io_add_ticker(hsp_dht_io_t *io, hsp_dht_io_ticker_t *t) {
+  t->next = io->tickers;
+  io->tickers = t;
+}
+
+void hsp_dht_io_remove_ticker(hsp_dht_io_t *io, hsp_dht_io_ticker_t *t) {
+  for (hsp_dht_io_ticker_t **p = &io->tickers; *p; p = &(*p)->next) {
+    if (*p == t) {
+      *p = t->next;
+      return;
+    }
+  }
+}
+
+void hsp_dht_io_on_raw(hsp_dht_io_t *io, hsp_dht_io_raw_cb cb, void *ctx) {
+  io->raw_cb = cb;
+  io->raw_ctx = ctx;
+}
+
+void hsp_dht_io_on_request(hsp_dht_io_t *io,
+                           bool (*cb)(void *, hsp_dht_node_t *, const hsp_dht_incoming_t *),
+                           void *ctx) {
+  io->req_cb = cb;
+  io->req_ctx = ctx;
+}
+
+void hsp_dht_io_close(hsp_dht_io_t *io, void (*cb)(void *), void *ctx) {
+  if (io->closing) return;
+  io->closing = true;
+  io->close_cb = cb;
+  io->close_ctx = ctx;
+  io->pending_closes = 4;
+  uv_timer_stop(&io->timer);
+  uv_prepare_stop(&io->prepare);
+  uv_close((uv_handle_t *)&io->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&io->prepare, on_handle_closed);
+  hsp_udx_socket_close(&io->sockets[0], on_socket_closed);
+  hsp_udx_socket_close(&io->sockets[1], on_socket_closed);
+}

@@ -1,0 +1,57 @@
+/*
+ * An encrypted hyperdht connection: a UDX stream wrapped in secret-stream with the keys of
+ * the Noise IK handshake (no in-band handshake, only the secret-stream headers), as
+ * hyperdht 6.34 builds it. Created by hsp_dht_connect (initiator); the object is owned by
+ * the library and freed right after its close callback returns.
+ *
+ * hsp_dht_connect (client side): FIND_PEER for H(public key), PEER_HANDSHAKE through the
+ * first node with a route, then a direct UDX connect when the server is reachable (OPEN), or
+ * when both peers share a host (the reference's LAN shortcut, without its PING probe). The
+ * holepunch rounds (PEER_HOLEPUNCH) and the blind relay are NOT implemented: such connects
+ * fail with HSP_DHT_CONN_ECANNOTPUNCH.
+ */
+#ifndef HSP_DHT_HYPER_CONN_H
+#define HSP_DHT_HYPER_CONN_H
+
+#include <sys/types.h>
+
+#include "dht_io.h"
+#include "hyper_crypto.h"
+#include "secretstream.h"
+
+enum hsp_dht_conn_error {
+  HSP_DHT_CONN_EOF = -40,            /* read callback: the peer ended its side */
+  HSP_DHT_CONN_ENOTFOUND = -41,      /* PEER_NOT_FOUND: no node had a route */
+  HSP_DHT_CONN_EFAILED = -42,        /* PEER_CONNECTION_FAILED: no handshake reply */
+  HSP_DHT_CONN_ESERVER = -43,        /* SERVER_ERROR / SERVER_INCOMPATIBLE / bad reply */
+  HSP_DHT_CONN_ECANNOTPUNCH = -44,   /* needs holepunching, which this build lacks */
+  HSP_DHT_CONN_ETIMEDOUT = -45,
+};
+const char *hsp_dht_conn_strerror(int err);
+
+typedef struct hsp_dht_conn hsp_dht_conn_t;
+/* Data (len > 0), or end of the peer's side (buf NULL, len HSP_DHT_CONN_EOF). */
+typedef void (*hsp_dht_conn_read_cb)(hsp_dht_conn_t *c, const uint8_t *buf, ssize_t len);
+/* Last callback: status 0 after a clean close, else a negative error. */
+typedef void (*hsp_dht_conn_close_cb)(hsp_dht_conn_t *c, int status);
+typedef void (*hsp_dht_conn_write_cb)(void *ctx, int status);
+
+void hsp_dht_conn_set_callbacks(hsp_dht_conn_t *c, hsp_dht_conn_read_cb on_read,
+                                hsp_dht_conn_close_cb on_close, void *user);
+void *hsp_dht_conn_user(const hsp_dht_conn_t *c);
+/* Copies buf; cb (may be NULL) runs once the peer acknowledged every byte. */
+int hsp_dht_conn_write(hsp_dht_conn_t *c, const uint8_t *buf, size_t len,
+                       hsp_dht_conn_write_cb cb, void *ctx);
+/* Bytes written but not yet acknowledged (back-pressure). */
+size_t hsp_dht_conn_write_queue_size(const hsp_dht_conn_t *c);
+/* Half-close our side after everything written so far. */
+int hsp_dht_conn_end(hsp_dht_conn_t *c);
+void hsp_dht_conn_destroy(hsp_dht_conn_t *c);
+const uint8_t *hsp_dht_conn_remote_public_key(const hsp_dht_conn_t *c);
+
+/* cb gets an open connection (set its callbacks inside cb) or an error. */
+typedef void (*hsp_dht_connect_cb)(void *ctx, hsp_dht_conn_t *conn, int err);
+int hsp_dht_connect(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
+                    const uint8_t remote_public_key[32], hsp_dht_connect_cb cb, void *ctx);
+
+#endif

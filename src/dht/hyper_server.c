@@ -1,0 +1,284 @@
+/* hyperdht server: announce + Noise IK responder + stream setup (hyper_server.h). */
+#include "hyper_server.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "announcer.h"
+#include "hyper_conn_internal.h"
+
+#define SESSIONS 32
+#define HANDSHAKE_WAIT_MS 10000 /* HANDSHAKE_INITIAL_TIMEOUT and HANDSHAKE_CLEAR_WAIT */
+
+typedef struct session {
+  hsp_dht_server_t *server;
+  bool used;
+  uint8_t key[32];     /* hash of msg1: relayed copies of one handshake get one answer */
+  uint8_t reply[256];  /* msg2 */
+  size_t reply_len;
+  hsp_dht_conn_t *conn; /* until handed over */
+  uint32_t remote_udx_id;
+  hsp_noise_result_t keys;
+  uint64_t deadline;
+} session_t;
+
+struct hsp_dht_server {
+  hsp_dht_io_t *io;
+  hsp_crypto_keypair_t kp;
+  uint8_t target[32];
+  hsp_dht_announcer_t announcer;
+  hsp_dht_io_ticker_t ticker;
+  hsp_dht_server_firewall_cb firewall;
+  hsp_dht_server_connection_cb on_connection;
+  void *ctx;
+  session_t sessions[SESSIONS];
+  void (*close_cb)(void *);
+  void *close_ctx;
+  bool closing;
+};
+
+static void drop_session(session_t *x) {
+  if (x->conn) {
+    hsp_dht_conn_t *c = x->conn;
+    x->conn = NULL;
+    c->user = NULL;
+    hsp_dht_conn_destroy(c);
+  }
+  hsp_crypto_wipe(&x->keys, sizeof(x->keys));
+  x->used = false;
+}
+
+static void pending_closed(hsp_dht_conn_t *c, int status) {
+  (void)status;
+  session_t *x = c->user;
+  if (x) x->conn = NULL;
+}
+
+static void hand_over(session_t *x, int socket, const hsp_ipv4_addr_t *to) {
+  hsp_dht_conn_t *c = x->conn;
+  x->conn = NULL;
+  c->on_close = NULL;
+  c->user = NULL;
+  if (hsp_dht__conn_start(c, socket, to, x->remote_udx_id, &x->keys) != 0) {
+    hsp_dht_conn_destroy(c);
+    return;
+  }
+  hsp_crypto_wipe(&x->keys, sizeof(x->keys));
+  x->server->on_connection(x->server->ctx, c);
+}
+
+/* The client's first UDX packet tells us where it is (server.js rawStream firewall). */
+static int stream_firewall(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, const struct sockaddr *from) {
+  hsp_dht_conn_t *c = s->data;
+  session_t *x = c->user;
+  if (!x || c->started || from->sa_family != AF_INET) return 1;
+  const struct sockaddr_in *sa = (const struct sockaddr_in *)from;
+  hsp_ipv4_addr_t a;
+  memcpy(a.host, &sa->sin_addr, 4);
+  a.port = ntohs(sa->sin_port);
+  int which = sock == hsp_dht_io_socket(x->server->io, 0) ? 0 : 1;
+  hand_over(x, which, &a);
+  return 0;
+}
+
+static session_t *new_session(hsp_dht_server_t *s, const uint8_t key[32]) {
+  for (size_t i = 0; i < SESSIONS; i++) {
+    if (!s->sessions[i].used) {
+      session_t *x = &s->sessions[i];
+      memset(x, 0, sizeof(*x));
+      x->used = true;
+      x->server = s;
+      memcpy(x->key, key, 32);
+      return x;
+    }
+  }
+  return NULL;
+}
+
+static bool on_handshake(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht_handshake_t *hs,
+                         const hsp_ipv4_addr_t *client_address, hsp_dht_server_reply_t *out) {
+  hsp_dht_server_t *s = ctx;
+  if (s->closing) return false;
+  uint8_t key[32];
+  hsp_crypto_hash(key, hs->noise.data, hs->noise.len);
+  for (size_t i = 0; i < SESSIONS; i++) {
+    session_t *x = &s->sessions[i];
+    if (x->used && !memcmp(x->key, key, 32)) {
+      out->data = x->reply;
+      out->len = x->reply_len;
+      out->socket = 0;
+      return true;
+    }
+  }
+  hsp_noise_t noise;
+  if (hsp_noise_init_hyperdht(&noise, &s->kp, NULL) != 0) return false;
+  uint8_t plain[1024];
+  size_t plen;
+  bool ok = false;
+  if (hs->noise.len > sizeof(plain) ||
+      hsp_noise_read_message(&noise, hs->noise.data, hs->noise.len, plain, sizeof(plain), &plen))
+    goto done;
+  hsp_dht_noise_payload_t cp;
+  if (hsp_dht_noise_payload_decode(&cp, plain, plen) != 0) goto done;
+  const uint8_t *remote = hsp_noise_remote_static(&noise);
+  if (!remote || (s->firewall && s->firewall(s->ctx, remote))) goto done;
+  session_t *x = new_session(s, key);
+  if (!x) goto done;
+  uint64_t error = cp.version != 1 ? HSP_HYPER_ERROR_VERSION_MISMATCH
+                   : !cp.has_udx   ? HSP_HYPER_ERROR_ABORTED
+                                   : HSP_HYPER_ERROR_NONE;
+  if (!error) {
+    x->conn = hsp_dht__conn_new(s->io);
+    if (!x->conn) {
+      x->used = false;
+      goto done;
+    }
+    x->conn->user = x;
+    x->conn->on_close = pending_closed;
+    x->remote_udx_id = (uint32_t)cp.udx_id;
+    hsp_udx_stream_set_firewall(&x->conn->stream, stream_firewall);
+  }
+  hsp_dht_node_t *node = hsp_dht_io_node(s->io);
+  hsp_ipv4_addr_t pub;
+  bool open = hsp_dht_node_remote_address(node, &pub);
+  uint8_t addr_wire[6], relays_wire[HSP_DHT_ANNOUNCE_RELAYS * 12], ra_wire[HSP_DHT_ANNOUNCE_RELAYS * 6];
+  hsp_dht_noise_payload_t p = {.version = 1, .error = error,
+                               .firewall = open ? HSP_HYPER_FIREWALL_OPEN : HSP_HYPER_FIREWALL_UNKNOWN};
+  if (open) {
+    hsp_dht_addr_to_wire(addr_wire, &pub);
+    p.addresses4 = (hsp_dht_addrs_t){addr_wire, 1};
+  } else {
+    p.has_holepunch = true;
+    p.holepunch_id = (uint64_t)(x - s->sessions);
+    for (size_t i = 0; i < s->announcer.relay_count; i++) {
+      hsp_dht_addr_to_wire(relays_wire + 12 * i, &s->announcer.relays[i].relay_address);
+      hsp_dht_addr_to_wire(relays_wire + 12 * i + 6, &s->announcer.relays[i].peer_address);
+    }
+    p.holepunch_relays = (hsp_dht_addrs_t){relays_wire, s->announcer.relay_count};
+  }
+  if (!error) {
+    p.has_udx = true;
+    p.udx_id = x->conn->stream.local_id;
+    p.has_secret_stream = true;
+    p.secret_stream_version = 1;
+  }
+  if (s->announcer.relay_address_count) {
+    for (size_t i = 0; i < s->announcer.relay_address_count; i++)
+      hsp_dht_addr_to_wire(ra_wire + 6 * i, &s->announcer.relay_addresses[i]);
+    p.has_relay_addresses = true;
+    p.relay_addresses = (hsp_dht_addrs_t){ra_wire, s->announcer.relay_address_count};
+  }
+  uint8_t rplain[256];
+  long rlen = hsp_dht_noise_payload_encode(rplain, sizeof(rplain), &p);
+  if (rlen < 0 || hsp_noise_write_message(&noise, rplain, (size_t)rlen, x->reply,
+                                          sizeof(x->reply), &x->reply_len) != 0 ||
+      hsp_noise_get_result(&noise, &x->keys) != 0) {
+    drop_session(x);
+    goto done;
+  }
+  x->deadline = hsp_dht_io_now(s->io) + HANDSHAKE_WAIT_MS;
+  out->data = x->reply;
+  out->len = x->reply_len;
+  out->socket = 0;
+  ok = true;
+  /* A reachable client, or one that asked us directly, gets our stream at once. */
+  if (!error && (cp.firewall == HSP_HYPER_FIREWALL_OPEN || hs->mode == HSP_HYPER_FROM_CLIENT))
+    hand_over(x, 0, client_address);
+  (void)req;
+done:
+  hsp_noise_wipe(&noise);
+  return ok;
+}
+
+/* Holepunching is not implemented: no reply, the client's round times out. */
+static bool on_holepunch(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht_holepunch_t *hp,
+                         hsp_dht_server_reply_t *out) {
+  (void)ctx, (void)req, (void)hp, (void)out;
+  return false;
+}
+
+static int relisten(hsp_dht_server_t *s) {
+  uint8_t wire[HSP_DHT_ANNOUNCE_RELAYS * 6];
+  for (size_t i = 0; i < s->announcer.relay_address_count; i++)
+    hsp_dht_addr_to_wire(wire + 6 * i, &s->announcer.relay_addresses[i]);
+  hsp_dht_peer_t peer = {s->kp.public_key, {wire, s->announcer.relay_address_count}};
+  uint8_t record[32 + 1 + sizeof(wire)];
+  long len = hsp_dht_peer_encode(record, sizeof(record), &peer);
+  if (len < 0) return (int)len;
+  return hsp_dht_store_listen(hsp_dht_io_store(s->io), s->target, record, (size_t)len,
+                              on_handshake, on_holepunch, s);
+}
+
+static void on_update(void *ctx, hsp_dht_announcer_t *a) {
+  (void)a;
+  relisten(ctx);
+}
+
+static uint64_t server_deadline(hsp_dht_io_ticker_t *t) {
+  hsp_dht_server_t *s = (hsp_dht_server_t *)((char *)t - offsetof(hsp_dht_server_t, ticker));
+  uint64_t d = hsp_dht_announcer_next_deadline(&s->announcer);
+  for (size_t i = 0; i < SESSIONS; i++)
+    if (s->sessions[i].used && s->sessions[i].deadline < d) d = s->sessions[i].deadline;
+  return d;
+}
+
+static void server_advance(hsp_dht_io_ticker_t *t, uint64_t now) {
+  hsp_dht_server_t *s = (hsp_dht_server_t *)((char *)t - offsetof(hsp_dht_server_t, ticker));
+  for (size_t i = 0; i < SESSIONS; i++)
+    if (s->sessions[i].used && s->sessions[i].deadline <= now) drop_session(&s->sessions[i]);
+  hsp_dht_announcer_advance(&s->announcer, now);
+}
+
+int hsp_dht_server_listen(hsp_dht_server_t **out, hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
+                          hsp_dht_server_firewall_cb firewall,
+                          hsp_dht_server_connection_cb on_connection, void *ctx) {
+  hsp_dht_server_t *s = calloc(1, sizeof(*s));
+  if (!s) return HSP_DHT_ENOMEM;
+  s->io = io;
+  s->kp = *kp;
+  s->firewall = firewall;
+  s->on_connection = on_connection;
+  s->ctx = ctx;
+  hsp_crypto_hash(s->target, kp->public_key, 32);
+  int err = hsp_dht_announcer_init(&s->announcer, hsp_dht_io_node(io), kp, s->target);
+  if (!err) err = relisten(s);
+  if (err) {
+    free(s);
+    return err;
+  }
+  s->announcer.on_update = on_update;
+  s->announcer.ctx = s;
+  s->ticker.deadline = server_deadline;
+  s->ticker.advance = server_advance;
+  hsp_dht_io_add_ticker(io, &s->ticker);
+  hsp_dht_announcer_start(&s->announcer, hsp_dht_io_now(io));
+  hsp_dht_io_wake(io);
+  *out = s;
+  return 0;
+}
+
+static void on_stopped(void *ctx, hsp_dht_announcer_t *a) {
+  (void)a;
+  hsp_dht_server_t *s = ctx;
+  hsp_dht_io_remove_ticker(s->io, &s->ticker);
+  hsp_dht_announcer_destroy(&s->announcer);
+  void (*cb)(void *) = s->close_cb;
+  void *cctx = s->close_ctx;
+  hsp_crypto_keypair_wipe(&s->kp);
+  free(s);
+  if (cb) cb(cctx);
+}
+
+void hsp_dht_server_close(hsp_dht_server_t *s, void (*cb)(void *), void *ctx) {
+  if (s->closing) return;
+  s->closing = true;
+  s->close_cb = cb;
+  s->close_ctx = ctx;
+  hsp_dht_store_unlisten(hsp_dht_io_store(s->io), s->target);
+  for (size_t i = 0; i < SESSIONS; i++)
+    if (s->sessions[i].used) drop_session(&s->sessions[i]);
+  s->announcer.on_stopped = on_stopped;
+  hsp_dht_io_wake(s->io);
+  hsp_dht_announcer_stop(&s->announcer); /* on_stopped may run (and free s) right away */
+}
