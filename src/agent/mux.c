@@ -283,6 +283,11 @@ bool hsp_mux_is_open(const hsp_mux_t *m, uint32_t ch) {
 
 size_t hsp_mux_channel_count(const hsp_mux_t *m) { return m->open_count; }
 
+void *hsp_mux_user(const hsp_mux_t *m, uint32_t ch) {
+  const local_t *l = get_local(m, ch);
+  return l && (l->state == L_OPENING || l->state == L_OPEN) ? l->user : NULL;
+}
+
 /* ---- Receiving -------------------------------------------------------------------------- */
 
 static int dispatch(hsp_mux_t *m, uint64_t channel, hsp_cenc_t *s, int depth);
@@ -348,13 +353,20 @@ static int on_open(hsp_mux_t *m, hsp_cenc_t *s) {
   return 0;
 }
 
+/* protomux 3.12 can reject a channel it has already paired (its _requestSession
+ * garbage-collects the pairing state of a key by name, so a channel opened meanwhile with
+ * that key loses its entry and the peer's open for it is taken for a new request). The
+ * reference then destroys the whole stream; we close that one channel, and ignore a reject
+ * for an id no longer in use, so one race does not take every channel down with it. */
 static int on_reject(hsp_mux_t *m, hsp_cenc_t *s) {
   uint64_t ch = hsp_cenc_decode_uint(s);
   if (!hsp_cenc_ok(s)) return HSP_MUX_EPROTO;
   local_t *l = ch <= UINT32_MAX ? get_local(m, (uint32_t)ch) : NULL;
-  if (!l || (l->state != L_OPENING && l->state != L_CLOSED_UNACKED)) return HSP_MUX_EPROTO;
-  bool was_open = l->state == L_OPENING;
+  if (!l) return HSP_MUX_EPROTO; /* an id we never used */
+  if (l->state == L_FREE) return 0;
+  bool was_open = l->state == L_OPENING || l->state == L_OPEN;
   void *user = l->user;
+  if (l->state == L_OPEN) m->remote[l->remote_id - 1] = 0;
   if (was_open) m->open_count--;
   release_id(m, (uint32_t)ch);
   if (was_open && m->cb.on_close) m->cb.on_close(m->data, m, (uint32_t)ch, user);

@@ -25,7 +25,9 @@
  * Deviations from the reference: an open for channel 0 is ignored (the reference answers it
  * with a malformed reject); batches nest at most HSP_MUX_MAX_NESTING deep (the reference
  * recurses without bound); an open request must be answered during its callback, so there is
- * never a backlog of messages for unaccepted channels to buffer.
+ * never a backlog of messages for unaccepted channels to buffer; a reject for a channel that
+ * is already paired closes that channel, and one for a free id is ignored (protomux 3.12 can
+ * send those after a race in its own pairing state, then destroys the whole stream).
  */
 #ifndef HSP_AGENT_MUX_H
 #define HSP_AGENT_MUX_H
@@ -99,6 +101,7 @@ void hsp_mux_cork(hsp_mux_t *mux);
 int hsp_mux_uncork(hsp_mux_t *mux);
 
 bool hsp_mux_is_open(const hsp_mux_t *mux, uint32_t ch); /* paired and not closed */
+void *hsp_mux_user(const hsp_mux_t *mux, uint32_t ch);    /* NULL once closed */
 size_t hsp_mux_channel_count(const hsp_mux_t *mux);       /* opened and not closed */
 
 #endif

@@ -4,9 +4,11 @@
  *   in  'F' frame for hsp_mux_recv      out 'F' frame the mux sends
  *   in  'C' command line (below)        out 'E' event line
  * Commands: open <protocol> <id hex|-> <handshake hex> | send <ch> <type> <hex> |
+ *           sendkey <ch> <seq> (payload "C<channel id hex>:<seq>", type 0) |
  *           close <ch> | cork | uncork | count | echo on|off
  * Events:   req <protocol> <id hex|-> <hs hex> | opened <ch> | open <ch> <hs hex> |
- *           msg <ch> <type> <len> <hex of up to 64 bytes> <fnv1a of payload> | close <ch> |
+ *           msg <ch> <type> <len> <hex of up to 64 bytes> <fnv1a of payload> <channel id hex|-> |
+ *           close <ch> |
  *           count <n> | error <text>
  * Open requests are accepted (handshake "c-ok") unless the protocol starts with "reject".
  * With echo on (the default) each message is sent back unchanged on its channel.
@@ -20,6 +22,15 @@
 #include <string.h>
 
 static bool echo = true;
+
+/* Each channel's user pointer is its id in hex (or "-"), so messages can name their key. */
+static void *key_of(const uint8_t *id, size_t n, bool has_id) {
+  char *k = malloc(2 * n + 2);
+  if (!k) abort();
+  if (!has_id || n == 0) strcpy(k, "-");
+  else hsp_hex_encode(k, id, n);
+  return k;
+}
 
 static void record(char kind, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
   uint32_t n = (uint32_t)(alen + blen + 1);
@@ -67,9 +78,13 @@ static void on_req(void *d, hsp_mux_t *m, const hsp_mux_open_request_t *r) {
         r->id ? hex(r->id, r->id_len, 64) : "-", hex(r->handshake, r->handshake_len, 256));
   if (r->protocol_len >= 6 && memcmp(r->protocol, "reject", 6) == 0) return;
   uint32_t ch;
+  void *key = key_of(r->id, r->id_len, r->id != NULL);
   int rc = hsp_mux_open(m, r->protocol, r->protocol_len, r->id, r->id_len, r->id != NULL,
-                        (const uint8_t *)"c-ok", 4, false, NULL, &ch);
-  if (rc) event("error accept %s", hsp_mux_strerror(rc));
+                        (const uint8_t *)"c-ok", 4, false, key, &ch);
+  if (rc) {
+    free(key);
+    event("error accept %s", hsp_mux_strerror(rc));
+  }
 }
 static void on_open(void *d, hsp_mux_t *m, uint32_t ch, void *user, const uint8_t *hs,
                     size_t n) {
@@ -78,17 +93,20 @@ static void on_open(void *d, hsp_mux_t *m, uint32_t ch, void *user, const uint8_
 }
 static void on_msg(void *d, hsp_mux_t *m, uint32_t ch, void *user, uint64_t type,
                    const uint8_t *p, size_t n) {
-  (void)d, (void)user;
-  event("msg %u %llu %zu %s %08x", ch, (unsigned long long)type, n, hex(p, n, 64), fnv(p, n));
+  (void)d;
+  event("msg %u %llu %zu %s %08x %s", ch, (unsigned long long)type, n, hex(p, n, 64), fnv(p, n),
+        (const char *)user);
   if (echo) {
     int rc = hsp_mux_send(m, ch, type, p, n);
     if (rc) event("error echo %s", hsp_mux_strerror(rc));
   }
 }
 static void on_close(void *d, hsp_mux_t *m, uint32_t ch, void *user) {
-  (void)d, (void)m, (void)user;
+  (void)d, (void)m;
+  free(user);
   event("close %u", ch);
 }
+
 
 static size_t unhex(uint8_t *out, size_t cap, const char *h) {
   if (strcmp(h, "-") == 0) return 0;
@@ -111,9 +129,12 @@ static void command(hsp_mux_t *m, char *line) {
       return;
     }
     uint32_t ch;
-    rc = hsp_mux_open(m, (const uint8_t *)argv[1], strlen(argv[1]), a, idn,
-                      strcmp(argv[2], "-") != 0, b, hsn, false, NULL, &ch);
+    bool has_id = strcmp(argv[2], "-") != 0;
+    void *key = key_of(a, idn, has_id);
+    rc = hsp_mux_open(m, (const uint8_t *)argv[1], strlen(argv[1]), a, idn, has_id, b, hsn,
+                      false, key, &ch);
     if (!rc) event("opened %u", ch);
+    else free(key);
   } else if (strcmp(argv[0], "send") == 0 && argc == 4) {
     size_t n = unhex(a, sizeof a, argv[3]);
     if (n == (size_t)-1) {
@@ -121,8 +142,18 @@ static void command(hsp_mux_t *m, char *line) {
       return;
     }
     rc = hsp_mux_send(m, (uint32_t)strtoul(argv[1], NULL, 10), strtoull(argv[2], NULL, 10), a, n);
+  } else if (strcmp(argv[0], "sendkey") == 0 && argc == 3) {
+    /* "C<channel id hex>:<seq>": the payload names the key as this side knows it. */
+    uint32_t ch = (uint32_t)strtoul(argv[1], NULL, 10);
+    const char *key = hsp_mux_user(m, ch);
+    char p[128];
+    int n = snprintf(p, sizeof p, "C%s:%s", key ? key : "?", argv[2]);
+    rc = key ? hsp_mux_send(m, ch, 0, (const uint8_t *)p, (size_t)n) : HSP_MUX_EINVAL;
   } else if (strcmp(argv[0], "close") == 0 && argc == 2) {
-    rc = hsp_mux_close(m, (uint32_t)strtoul(argv[1], NULL, 10));
+    uint32_t ch = (uint32_t)strtoul(argv[1], NULL, 10);
+    void *user = hsp_mux_user(m, ch);
+    rc = hsp_mux_close(m, ch);
+    if (!rc) free(user);
   } else if (strcmp(argv[0], "cork") == 0) {
     hsp_mux_cork(m);
   } else if (strcmp(argv[0], "uncork") == 0) {
@@ -156,7 +187,7 @@ int main(void) {
     if (fread(buf, 1, n, stdin) != n) break;
     if (buf[0] == 'F') {
       int rc = hsp_mux_recv(m, buf + 1, n - 1);
-      if (rc) event("error recv %s", hsp_mux_strerror(rc));
+      if (rc) event("error recv %s %s", hsp_mux_strerror(rc), hex(buf + 1, n - 1, 256));
     } else if (buf[0] == 'C') {
       buf[n] = 0;
       command(m, (char *)buf + 1);

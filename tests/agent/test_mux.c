@@ -318,7 +318,7 @@ static void test_malformed(void) {
   CHECK_EQ_INT(recv_hex(m, "0001010161"), HSP_MUX_EPROTO); /* no id field */
   CHECK_EQ_INT(recv_hex(m, "000102016100"), HSP_MUX_EPROTO); /* ids must grow by one */
   CHECK_EQ_INT(recv_hex(m, "000100016100"), 0);              /* open of channel 0: ignored */
-  CHECK_EQ_INT(recv_hex(m, "000201"), HSP_MUX_EPROTO);        /* reject of nothing */
+  CHECK_EQ_INT(recv_hex(m, "000201"), HSP_MUX_EPROTO);        /* reject of an id never used */
   CHECK_EQ_INT(recv_hex(m, "0002"), HSP_MUX_EPROTO);
   CHECK_EQ_INT(recv_hex(m, "0003"), HSP_MUX_EPROTO);
   CHECK_EQ_INT(recv_hex(m, "000307"), 0);   /* close of an unknown channel: ignored */
@@ -338,6 +338,15 @@ static void test_malformed(void) {
   CHECK_EQ_INT(recv_hex(m, "000101016100"), HSP_MUX_EPROTO);
   CHECK_EQ_INT(recv_hex(m, "01006869"), 0);
   CHECK(strstr(b.log, "msg 1 t0 hi\n") != NULL);
+  /* A reject for our paired channel 1 (protomux's pairing race): that channel closes, the
+   * session goes on; a second one, for the now free id, is ignored. */
+  CHECK(hsp_mux_is_open(m, 1));
+  CHECK_EQ_INT(recv_hex(m, "000201"), 0);
+  CHECK(!hsp_mux_is_open(m, 1));
+  CHECK(strstr(b.log, "close 1\n") != NULL);
+  CHECK_EQ_INT(hsp_mux_channel_count(m), 0);
+  CHECK_EQ_INT(recv_hex(m, "000201"), 0);
+  CHECK_EQ_INT(recv_hex(m, "01006869"), 0); /* its messages are now ignored */
   for (size_t i = 0; i < b.qlen; i++) free(b.q[i].data);
   b.qlen = 0;
   hsp_mux_destroy(a.mux);
