@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "node_internal.h"
 
 #define RECENT_NODE 12
@@ -688,7 +689,7 @@ static void on_request(hsp_dht_node_t *n, int socket, const hsp_ipv4_addr_t *fro
       if (!req->has_value || req->value.len < 6) return;
       if (n->checks < MAX_CHECKS) {
         uint8_t id[32];
-        crypto_generichash(id, 32, req->value.data, 6, NULL, 0);
+        hsp_crypto_hash(id, req->value.data, 6); /* the hinted node's id: H(its ipv4Address) */
         hsp_dht_table_node_t *node = hsp_dht_table_get(&n->table, id);
         if (node && (node->pinged < n->tick || node->down_hints == 0)) {
           node->down_hints++;

@@ -1,13 +1,14 @@
 #include "routing_table.h"
 
-#include <sodium.h>
+#include "crypto.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 void hsp_dht_id_from_addr(uint8_t out[HSP_DHT_ID_SIZE], const hsp_ipv4_addr_t *addr) {
   uint8_t wire[HSP_CENC_IPV4_ADDR_SIZE];
   hsp_dht_addr_to_wire(wire, addr);
-  crypto_generichash(out, HSP_DHT_ID_SIZE, wire, sizeof(wire), NULL, 0);
+  hsp_crypto_hash(out, wire, sizeof(wire));
 }
 
 int hsp_dht_id_distance_cmp(const uint8_t target[HSP_DHT_ID_SIZE],

@@ -1,7 +1,9 @@
 #include "tokens.h"
 
+#include "compact.h"
+#include "crypto.h"
+
 #include <sodium.h>
-#include <stdio.h>
 #include <string.h>
 
 void hsp_dht_tokens_init(hsp_dht_tokens_t *t, const uint8_t seed[64]) {
@@ -19,14 +21,14 @@ void hsp_dht_tokens_drain(hsp_dht_tokens_t *t) {
   uint8_t old[32];
   memcpy(old, t->secrets[0], 32);
   memcpy(t->secrets[0], t->secrets[1], 32);
-  crypto_generichash(t->secrets[1], 32, old, 32, NULL, 0);
+  hsp_crypto_hash(t->secrets[1], old, 32);
   sodium_memzero(old, sizeof(old));
 }
 
 void hsp_dht_host_token(uint8_t out[32], const uint8_t key[32], const uint8_t host[4]) {
-  char text[16];
-  int n = snprintf(text, sizeof(text), "%u.%u.%u.%u", host[0], host[1], host[2], host[3]);
-  crypto_generichash(out, 32, (const uint8_t *)text, (size_t)n, key, 32);
+  char text[HSP_CENC_IP_STRLEN];
+  hsp_ipv4_format(host, text);
+  hsp_crypto_hash_keyed(out, (const uint8_t *)text, strlen(text), key, 32);
 }
 
 void hsp_dht_token_create(const hsp_dht_tokens_t *t, uint8_t out[32], const uint8_t host[4],
