@@ -109,7 +109,9 @@ static void on_open_request(void *d, hsp_mux_t *mux, const hsp_mux_open_request_
     return;
   }
   s->tunnels++;
-  t->user = s->cb.on_accept(s->ud, s, ch);
+  void *user = s->cb.on_accept(s->ud, s, ch);
+  if (hsp_mux_user(mux, ch) != t) return; /* refused (and freed) inside the callback */
+  t->user = user;
   if (!t->user) {
     uint8_t b[9];
     hsp_mux_send(mux, ch, T_ERROR, b, put_uint(b, HSP_SESS_CODE_GOAWAY));

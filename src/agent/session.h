@@ -45,7 +45,8 @@
 #define HSP_SESS_VERSION 1
 #define HSP_SESS_DEFAULT_WINDOW (256u * 1024)
 #define HSP_SESS_MAX_WINDOW (64u * 1024 * 1024)
-#define HSP_SESS_MAX_DATA (64u * 1024) /* bytes per DATA message */
+/* Bytes per DATA message: a mux frame must fit one 64 KiB secret-stream message. */
+#define HSP_SESS_MAX_DATA (60u * 1024)
 
 enum hsp_sess_error {
   HSP_SESS_EPROTO = -1,   /* malformed message: the session ends */
