@@ -611,6 +611,8 @@ int hsp_dp_proxy_start(hsp_dp_proxy_t **out, uv_loop_t *loop, hsp_dht_io_t *io,
   p->kp = *kp;
   p->cfg = *cfg;
   if (!p->cfg.wait_ms) p->cfg.wait_ms = 10000;
+  /* A dead instance is noticed within a second on every session open to it. */
+  if (!p->cfg.pool.sess.dead_ms) p->cfg.pool.sess.dead_ms = 900;
   snprintf(p->role, sizeof p->role, "%s", cfg->role ? cfg->role : "proxy");
   p->bal = hsp_bal_new(&p->cfg.balance);
   hsp_pool_callbacks_t pcb = {

@@ -15,7 +15,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 // A child process whose stdout is read line by line; stderr is kept (and echoed with
 // DP_VERBOSE=1).
-function run (bin, args, name) {
+function run (bin, args, name, onLine = null) {
   const proc = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] })
   const lines = []
   const waiters = []
@@ -27,6 +27,7 @@ function run (bin, args, name) {
     while ((i = buf.indexOf('\n')) !== -1) {
       const line = buf.slice(0, i)
       buf = buf.slice(i + 1)
+      if (onLine) onLine(line)
       lines.push(line)
       for (const w of waiters.slice()) {
         const m = line.match(w.re)
