@@ -247,6 +247,8 @@ hsp_sess_t *hsp_sess_new(const hsp_sess_config_t *cfg, const hsp_sess_callbacks_
     free(s);
     return NULL;
   }
+  /* A frame is one secret-stream message, which the stream writes as at most 64 KiB. */
+  hsp_mux_set_max_batch(s->mux, HSP_SESS_MAX_FRAME);
   uint8_t hs[9];
   if (hsp_mux_open(s->mux, (const uint8_t *)HSP_SESS_PROTOCOL, sizeof HSP_SESS_PROTOCOL - 1,
                    NULL, 0, false, hs, put_uint(hs, HSP_SESS_VERSION), true, &ctl_marker,

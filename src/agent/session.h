@@ -45,7 +45,8 @@
 #define HSP_SESS_VERSION 1
 #define HSP_SESS_DEFAULT_WINDOW (256u * 1024)
 #define HSP_SESS_MAX_WINDOW (64u * 1024 * 1024)
-/* Bytes per DATA message: a mux frame must fit one 64 KiB secret-stream message. */
+/* A mux frame must fit one 64 KiB secret-stream message; DATA leaves room for its head. */
+#define HSP_SESS_MAX_FRAME 65536u
 #define HSP_SESS_MAX_DATA (60u * 1024)
 
 enum hsp_sess_error {

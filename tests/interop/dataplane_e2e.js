@@ -204,6 +204,7 @@ async function main () {
     const done = h.release(big)
     await sleep(200)
     svcs[idx].proc.kill('SIGTERM')
+    await svcs[idx].waitErr(/service: draining/) // connections accepted before that are served
     const res = await many(30, 10, () => client(p.port))
     const { counts, errors } = tally(res)
     check(errors === 0 && !counts[h.id], `during the drain new connections go elsewhere ${JSON.stringify(counts)}`)

@@ -44,6 +44,13 @@ function run (bin, args, name, onLine = null) {
     exited,
     err: () => err,
     send (line) { proc.stdin.write(line + '\n') },
+    async waitErr (re, ms = 30000) {
+      const t0 = Date.now()
+      while (!re.test(err)) {
+        if (Date.now() - t0 > ms) throw new Error(`${name}: timeout waiting for ${re} on stderr`)
+        await sleep(20)
+      }
+    },
     wait (re, ms = 30000) {
       const found = lines.find((l) => re.test(l))
       if (found) { lines.splice(lines.indexOf(found), 1); return Promise.resolve(found.match(re)) }
