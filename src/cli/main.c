@@ -4,6 +4,7 @@
 #include "dht_cmds.h"
 #include "hex.h"
 #include "options.h"
+#include "reg_cmds.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -63,6 +64,8 @@ int main(int argc, char **argv) {
   case HSP_CMD_SEED: rc = cmd_seed(&opts); break;
   case HSP_CMD_DHT_NODE: rc = hsp_cmd_dht_node(&opts); break;
   case HSP_CMD_PIPE: rc = hsp_cmd_pipe(&opts); break;
+  case HSP_CMD_REGISTRY: rc = hsp_cmd_registry(&opts); break;
+  case HSP_CMD_LS: rc = hsp_cmd_ls(&opts); break;
   default: rc = cmd_unavailable(&opts);
   }
   sodium_memzero(&opts, sizeof opts);
