@@ -3,6 +3,7 @@
 #include "crypto.h"
 #include "dht_cmds.h"
 #include "hex.h"
+#include "agent_cmds.h"
 #include "options.h"
 #include "reg_cmds.h"
 
@@ -66,6 +67,8 @@ int main(int argc, char **argv) {
   case HSP_CMD_PIPE: rc = hsp_cmd_pipe(&opts); break;
   case HSP_CMD_REGISTRY: rc = hsp_cmd_registry(&opts); break;
   case HSP_CMD_LS: rc = hsp_cmd_ls(&opts); break;
+  case HSP_CMD_SERVICE: rc = hsp_cmd_service(&opts); break;
+  case HSP_CMD_PROXY: rc = hsp_cmd_proxy(&opts); break;
   default: rc = cmd_unavailable(&opts);
   }
   sodium_memzero(&opts, sizeof opts);
