@@ -14,6 +14,7 @@
 #include "crypto.h"
 #include "frame.h"
 #include "hex.h"
+#include "hyper_conn.h"
 #include "net.h"
 #include "protocol.h"
 
@@ -32,11 +33,16 @@ typedef struct load {
   int rc;
 } load_t;
 
+static void session_closed(void *ctx) {
+  load_t *l = ctx;
+  hsp_dht_io_close(l->io, NULL, NULL);
+}
+
 static void finish(load_t *l, int rc) {
+  if (uv_is_closing((uv_handle_t *)&l->timer)) return;
   l->rc = rc;
   uv_close((uv_handle_t *)&l->timer, NULL);
-  hsp_reg_session_close(l->session, NULL, NULL);
-  hsp_dht_io_close(l->io, NULL, NULL);
+  hsp_reg_session_close(l->session, session_closed, l);
 }
 
 static long signed_register(load_t *l, const hsp_crypto_keypair_t *kp, uint64_t id,
