@@ -196,8 +196,9 @@ static void ls_up(void *ud) {
   m.id = 1;
   if (l->o->has_role) {
     m.type = HSP_REG_MSG_QUERY;
-    snprintf(m.name, sizeof m.name, "%s", l->o->role_name);
-    snprintf(m.range, sizeof m.range, "%s", l->o->role_version);
+    /* both were validated against these limits by the option parser */
+    snprintf(m.name, sizeof m.name, "%.*s", (int)sizeof m.name - 1, l->o->role_name);
+    snprintf(m.range, sizeof m.range, "%.*s", (int)sizeof m.range - 1, l->o->role_version);
   } else {
     m.type = HSP_REG_MSG_LIST;
   }
