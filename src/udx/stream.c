@@ -140,12 +140,12 @@ static uint32_t recv_rwnd(const hsp_udx_stream_t *s) {
 }
 
 /* Whether `len` more payload bytes may be held (in order but unread, or out of order). A
- * sender that honours our window never gets near the limit; one that ignores it gets its
- * excess dropped instead of growing our memory. The slack absorbs the packets in flight
- * when the window shrank. */
-#define RECV_SLACK (256u * 1024)
+ * sender that honours our window stays below the limit; one that ignores it gets its
+ * excess dropped instead of growing our memory. The slack is half a window: udx-native
+ * gates on packets in flight rather than bytes and was measured overshooting a closing
+ * window by ~0.6 MiB of 4. */
 static int recv_room(const hsp_udx_stream_t *s, size_t len) {
-  return s->ready_bytes + s->ooo_bytes + len <= (size_t)s->rwnd_max + RECV_SLACK;
+  return s->ready_bytes + s->ooo_bytes + len <= (size_t)s->rwnd_max + s->rwnd_max / 2;
 }
 
 static void write_header(hsp_udx_stream_t *s, uint8_t *buf, uint8_t type, uint32_t seq) {

@@ -1,7 +1,7 @@
 /* Read back-pressure of hyperdht connections (hsp_dht_conn_read_stop/read_start) through
  * the real I/O layer: a C client writes 50 MiB to a C server on a private in-process DHT
  * (127.0.0.1) whose reader starts paused. While paused the server holds at most the UDX
- * receive window (+ slack) and the client's acknowledged bytes stop growing; after resume
+ * receive window and the client's acknowledged bytes stop growing; after resume
  * (and more pauses from inside the read callback) every byte arrives intact and in order,
  * then the end of stream. */
 #include <stdio.h>
@@ -15,8 +15,10 @@
 #define TOTAL (50u * 1024 * 1024)
 #define CHUNK (256u * 1024)
 #define MAX_QUEUED (8u * 1024 * 1024)
-/* UDX window (4 MiB) + its slack (256 KiB) + one secret-stream frame held by the pause */
-#define MAX_BUFFERED (HSP_UDX_DEFAULT_RWND + 256u * 1024 + 65536u + 64u)
+/* What a paused C sender fills: the UDX window (4 MiB) and, at most, one secret-stream
+ * frame held by the pause. (UDX itself caps what it holds at 1.5 windows whatever the
+ * sender does.) */
+#define MAX_BUFFERED (HSP_UDX_DEFAULT_RWND + 65536u + 64u)
 
 static uv_loop_t *loop;
 static io_testnet_t net;
