@@ -5,6 +5,7 @@
 
 typedef struct inst {
   uint8_t key[HSP_BAL_KEY_BYTES];
+  uint32_t tier; /* 0 = preferred; a higher tier only serves when no lower one can */
   uint8_t state;
   uint32_t in_flight;
   uint32_t failures, ejections;
@@ -22,6 +23,7 @@ struct hsp_bal {
   size_t n, cap;
   uint64_t rr;
   uint64_t rng;
+  uint32_t tier; /* the tier the current pick draws from */
 };
 
 const char *hsp_bal_strerror(int err) {
@@ -99,6 +101,11 @@ static void init_inst(inst_t *in, const uint8_t key[HSP_BAL_KEY_BYTES]) {
 }
 
 int hsp_bal_sync(hsp_bal_t *b, const uint8_t (*keys)[HSP_BAL_KEY_BYTES], size_t n) {
+  return hsp_bal_sync_tiers(b, keys, NULL, n);
+}
+
+int hsp_bal_sync_tiers(hsp_bal_t *b, const uint8_t (*keys)[HSP_BAL_KEY_BYTES],
+                       const uint32_t *tiers, size_t n) {
   inst_t *v = n ? malloc(n * sizeof *v) : NULL;
   if (n && !v) return HSP_BAL_ENOMEM;
   size_t m = 0;
@@ -111,6 +118,7 @@ int hsp_bal_sync(hsp_bal_t *b, const uint8_t (*keys)[HSP_BAL_KEY_BYTES], size_t 
       v[m] = *old;
     else
       init_inst(&v[m], keys[i]);
+    v[m].tier = tiers ? tiers[i] : 0;
     m++;
   }
   free(b->v);
@@ -157,8 +165,21 @@ static bool tried(const hsp_bal_attempt_t *att, const uint8_t *key) {
   return false;
 }
 
-static bool eligible(const hsp_bal_t *b, size_t i, const hsp_bal_attempt_t *att) {
+static bool usable(const hsp_bal_t *b, size_t i, const hsp_bal_attempt_t *att) {
   return b->v[i].state == HSP_BAL_UP && !tried(att, b->v[i].key);
+}
+
+/* Usable and in the tier this pick draws from. */
+static bool eligible(const hsp_bal_t *b, size_t i, const hsp_bal_attempt_t *att) {
+  return usable(b, i, att) && b->v[i].tier == b->tier;
+}
+
+/* The best tier with a usable instance (UINT32_MAX if none). */
+static uint32_t best_tier(const hsp_bal_t *b, const hsp_bal_attempt_t *att) {
+  uint32_t t = UINT32_MAX;
+  for (size_t i = 0; i < b->n; i++)
+    if (usable(b, i, att) && b->v[i].tier < t) t = b->v[i].tier;
+  return t;
 }
 
 /* The k-th eligible instance (0-based). */
@@ -214,6 +235,7 @@ static uint64_t key_hash(const uint8_t *key) {
 int hsp_bal_pick(hsp_bal_t *b, uint64_t now_ms, const void *client, size_t client_len,
                  hsp_bal_attempt_t *att, uint8_t out[HSP_BAL_KEY_BYTES]) {
   if (att && att->n >= HSP_BAL_MAX_TRIES) return HSP_BAL_ENONE;
+  b->tier = best_tier(b, att);
   size_t count = 0;
   for (size_t i = 0; i < b->n; i++) count += eligible(b, i, att);
   if (count == 0) return HSP_BAL_ENONE;
@@ -321,9 +343,7 @@ bool hsp_bal_may_retry(const hsp_bal_t *b, const hsp_bal_attempt_t *att, uint64_
                        bool forwarded) {
   (void)now_ms;
   if (forwarded || (att && att->n >= HSP_BAL_MAX_TRIES)) return false;
-  for (size_t i = 0; i < b->n; i++)
-    if (eligible(b, i, att)) return true;
-  return false;
+  return best_tier(b, att) != UINT32_MAX;
 }
 
 bool hsp_bal_probe_due(hsp_bal_t *b, uint64_t now_ms, uint8_t out[HSP_BAL_KEY_BYTES]) {

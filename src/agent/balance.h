@@ -26,6 +26,10 @@
  *
  * Failover: an attempt (hsp_bal_attempt_t) remembers the instances it tried; while nothing
  * was forwarded, hsp_bal_pick with the same attempt returns another instance.
+ *
+ * Tiers: instances may be grouped in priority tiers (hsp_bal_sync_tiers); every policy
+ * draws from the best tier that has an instance to offer, and a worse tier serves only when
+ * the better ones are all ejected or tried.
  */
 #ifndef HSP_AGENT_BALANCE_H
 #define HSP_AGENT_BALANCE_H
@@ -79,7 +83,12 @@ void hsp_bal_free(hsp_bal_t *b);
 /* Makes the instance set exactly keys[0..n) in this (registry) order. Instances that stay
  * keep their counters and health; new ones start healthy. */
 int hsp_bal_sync(hsp_bal_t *b, const uint8_t (*keys)[HSP_BAL_KEY_BYTES], size_t n);
-/* Adds one instance at the end of the order (no-op if known). */
+/* The same with a tier per instance: only the best (lowest) tier that has an available
+ * instance serves, e.g. the highest version a proxy's range matches, with older versions
+ * as the fallback when every instance of the newest is down. NULL tiers: all 0. */
+int hsp_bal_sync_tiers(hsp_bal_t *b, const uint8_t (*keys)[HSP_BAL_KEY_BYTES],
+                       const uint32_t *tiers, size_t n);
+/* Adds one instance at the end of the order, tier 0 (no-op if known). */
 int hsp_bal_add(hsp_bal_t *b, const uint8_t key[HSP_BAL_KEY_BYTES]);
 /* Forgets an instance at once (registry expiry or deregistration). False if unknown.
  * Later hsp_bal_done/failure calls for its connections are ignored. */

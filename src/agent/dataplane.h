@@ -42,7 +42,7 @@ typedef struct hsp_dp_proxy_config {
   const char *role;  /* for log lines */
   hsp_bal_config_t balance;
   hsp_pool_config_t pool;
-  uint64_t wait_ms;  /* hold a connection this long for an instance (0: 10000) */
+  uint64_t wait_ms;  /* hold a connection this long for an instance (0: fail at once) */
   hsp_dp_log_fn log;
   void *log_ud;
 } hsp_dp_proxy_config_t;
@@ -58,6 +58,9 @@ int hsp_dp_proxy_start(hsp_dp_proxy_t **out, uv_loop_t *loop, hsp_dht_io_t *io,
 uint16_t hsp_dp_proxy_port(const hsp_dp_proxy_t *p);
 /* The instances of the role, in registry order (after every change the replica reports). */
 int hsp_dp_proxy_sync(hsp_dp_proxy_t *p, const uint8_t (*keys)[32], size_t n);
+/* The same with priority tiers (hsp_bal_sync_tiers): e.g. one per version, newest first. */
+int hsp_dp_proxy_sync_tiers(hsp_dp_proxy_t *p, const uint8_t (*keys)[32], const uint32_t *tiers,
+                            size_t n);
 /* An instance deregistered or expired: no new connection goes there from now on. */
 void hsp_dp_proxy_remove(hsp_dp_proxy_t *p, const uint8_t key[32]);
 void hsp_dp_proxy_get_stats(const hsp_dp_proxy_t *p, hsp_dp_proxy_stats_t *out);
@@ -70,11 +73,12 @@ void hsp_dp_proxy_close(hsp_dp_proxy_t *p, void (*cb)(void *ctx), void *ctx);
 typedef struct hsp_dp_service hsp_dp_service_t;
 
 typedef struct hsp_dp_service_config {
-  const char *target_host; /* default 127.0.0.1 */
+  const char *target_host; /* default 127.0.0.1 (an address, not a name) */
   uint16_t target_port;
+  const struct sockaddr *target_addr; /* when set, used instead of host and port */
   hsp_sess_config_t sess;
   hsp_health_config_t health;
-  uint64_t drain_ms;       /* 0: 30000 */
+  uint64_t drain_ms;       /* let open tunnels finish this long after a drain starts */
   /* Holds each READY this long: stands in for a distant or slow instance in tests and
    * benchmarks (0 in production). */
   uint64_t ready_delay_ms;
@@ -88,8 +92,13 @@ typedef struct hsp_dp_service_config {
 
 int hsp_dp_service_start(hsp_dp_service_t **out, uv_loop_t *loop,
                          const hsp_dp_service_config_t *cfg);
-/* An incoming connection from the caller's hyperdht server (sets its callbacks). */
-void hsp_dp_service_connection(hsp_dp_service_t *s, hsp_dht_conn_t *conn);
+/* An incoming connection from the caller's hyperdht server (sets its callbacks). `first`
+ * is a message already read from it (the caller looked at it to tell a session from a
+ * plain connection), or NULL. */
+void hsp_dp_service_connection(hsp_dp_service_t *s, hsp_dht_conn_t *conn, const uint8_t *first,
+                               size_t first_len);
+/* Whether a connection's first message opens a session (else it is a plain byte stream). */
+bool hsp_dp_is_session_open(const uint8_t *msg, size_t len);
 /* Starts draining (on_deregister is called, GOAWAY sent, new tunnels refused); done runs
  * once every tunnel ended or drain_ms passed (the rest are then cut). */
 void hsp_dp_service_drain(hsp_dp_service_t *s, void (*done)(void *ctx), void *ctx);

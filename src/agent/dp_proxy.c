@@ -610,7 +610,6 @@ int hsp_dp_proxy_start(hsp_dp_proxy_t **out, uv_loop_t *loop, hsp_dht_io_t *io,
   p->io = io;
   p->kp = *kp;
   p->cfg = *cfg;
-  if (!p->cfg.wait_ms) p->cfg.wait_ms = 10000;
   /* A dead instance is noticed within a second on every session open to it. */
   if (!p->cfg.pool.sess.dead_ms) p->cfg.pool.sess.dead_ms = 900;
   snprintf(p->role, sizeof p->role, "%s", cfg->role ? cfg->role : "proxy");
@@ -667,7 +666,12 @@ uint16_t hsp_dp_proxy_port(const hsp_dp_proxy_t *p) {
 }
 
 int hsp_dp_proxy_sync(hsp_dp_proxy_t *p, const uint8_t (*keys)[32], size_t n) {
-  int rc = hsp_bal_sync(p->bal, keys, n);
+  return hsp_dp_proxy_sync_tiers(p, keys, NULL, n);
+}
+
+int hsp_dp_proxy_sync_tiers(hsp_dp_proxy_t *p, const uint8_t (*keys)[32], const uint32_t *tiers,
+                            size_t n) {
+  int rc = hsp_bal_sync_tiers(p->bal, keys, tiers, n);
   retry_waiting(p);
   return rc;
 }

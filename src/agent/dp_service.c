@@ -361,7 +361,19 @@ static void conn_close(hsp_dht_conn_t *c, int status) {
   conn_drop(sc);
 }
 
-void hsp_dp_service_connection(hsp_dp_service_t *s, hsp_dht_conn_t *conn) {
+bool hsp_dp_is_session_open(const uint8_t *msg, size_t len) {
+  /* control channel 0, type 1 (open), local id, then the protocol name as a string */
+  static const char proto[] = HSP_SESS_PROTOCOL;
+  const size_t plen = sizeof proto - 1;
+  if (len < 4 + plen || msg[0] != 0 || msg[1] != 1) return false;
+  size_t at = 2;
+  if (msg[at] >= 0xfd) return false; /* our session channel is always among the first ids */
+  at++;
+  return msg[at] == plen && memcmp(msg + at + 1, proto, plen) == 0;
+}
+
+void hsp_dp_service_connection(hsp_dp_service_t *s, hsp_dht_conn_t *conn, const uint8_t *first,
+                               size_t first_len) {
   svc_conn_t *sc = calloc(1, sizeof *sc);
   if (!sc) {
     hsp_dht_conn_destroy(conn);
@@ -381,6 +393,7 @@ void hsp_dp_service_connection(hsp_dp_service_t *s, hsp_dht_conn_t *conn) {
   if (s->conns) s->conns->prev = sc;
   s->conns = sc;
   if (s->drain.state != HSP_DRAIN_RUNNING) hsp_sess_goaway(sc->sess);
+  if (first && hsp_sess_recv(sc->sess, first, first_len, now_ms(s)) < 0) conn_drop(sc);
 }
 
 /* ---- health checks ---- */
@@ -517,16 +530,31 @@ int hsp_dp_service_start(hsp_dp_service_t **out, uv_loop_t *loop,
   if (!s) return UV_ENOMEM;
   s->loop = loop;
   s->cfg = *cfg;
-  if (!s->cfg.drain_ms) s->cfg.drain_ms = 30000;
   const char *host = cfg->target_host ? cfg->target_host : "127.0.0.1";
-  int err = strchr(host, ':') ? uv_ip6_addr(host, cfg->target_port, (struct sockaddr_in6 *)&s->target)
-                              : uv_ip4_addr(host, cfg->target_port, (struct sockaddr_in *)&s->target);
-  if (err) {
-    free(s);
-    return err;
+  if (cfg->target_addr) {
+    memcpy(&s->target, cfg->target_addr,
+           cfg->target_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                   : sizeof(struct sockaddr_in));
+  } else {
+    int err = strchr(host, ':')
+                  ? uv_ip6_addr(host, cfg->target_port, (struct sockaddr_in6 *)&s->target)
+                  : uv_ip4_addr(host, cfg->target_port, (struct sockaddr_in *)&s->target);
+    if (err) {
+      free(s);
+      return err;
+    }
   }
-  snprintf(s->target_name, sizeof s->target_name, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
-           cfg->target_port);
+  char name[64] = "?";
+  uint16_t port = 0;
+  if (s->target.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&s->target, name, sizeof name);
+    port = ntohs(((struct sockaddr_in6 *)&s->target)->sin6_port);
+  } else {
+    uv_ip4_name((struct sockaddr_in *)&s->target, name, sizeof name);
+    port = ntohs(((struct sockaddr_in *)&s->target)->sin_port);
+  }
+  snprintf(s->target_name, sizeof s->target_name,
+           s->target.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", name, port);
   hsp_health_init(&s->health, &cfg->health, uv_now(loop));
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane.h"
 #include "hex.h"
 #include "json.h"
-#include "links.h"
 #include "net.h"
 #include "open.h"
 #include "protocol.h"
@@ -16,20 +16,17 @@ enum { ID_PROBE = 1, ID_SNAPSHOT = 2, ID_WATCH = 3 };
 /* Further behind than this, a snapshot is cheaper than replaying the log. */
 #define FAR_BEHIND 4096
 
-typedef struct pending_open {
-  hsp_agent_proxy_t *proxy;
-  hsp_agent_bridge_t *bridge;
-} pending_open_t;
+/* Instances of the role handed to the balancer at most (the rest wait their turn). */
+#define MAX_INSTANCES 256
 
 struct hsp_agent_proxy {
   hsp_agent_proxy_config_t cfg;
   hsp_reg_replica_t *replica;
   hsp_reg_session_t *session;
   hsp_crypto_keypair_t kp;
-  uv_tcp_t listener;
-  hsp_agent_links_t links;
-  int opening; /* connects in flight */
-  bool listener_open, session_open, stopping, was_up, down_reported, have_choice, said_none;
+  hsp_dp_proxy_t *dp; /* the data path: balancer, sessions, failover, waiting */
+  char role[HSP_REG_NAME_MAX + 2 + 256];
+  bool dp_open, session_open, stopping, was_up, down_reported, have_choice, said_none;
   uint8_t choice[32]; /* first candidate last announced */
   int last_sync_err;
   void (*stop_cb)(void *);
@@ -37,9 +34,8 @@ struct hsp_agent_proxy {
 };
 
 static void maybe_stopped(hsp_agent_proxy_t *p) {
-  if (!p->stopping || p->listener_open || p->session_open || p->links.n || p->opening) return;
+  if (!p->stopping || p->dp_open || p->session_open) return;
   hsp_reg_replica_close(p->replica);
-  free(p->links.v);
   hsp_crypto_keypair_wipe(&p->kp);
   void (*cb)(void *) = p->stop_cb;
   void *ctx = p->stop_ctx;
@@ -81,61 +77,34 @@ static void announce_choice(hsp_agent_proxy_t *p) {
 
 /* ---- the data path ---- */
 
-static void bridge_done(void *ctx, hsp_agent_bridge_t *b) {
-  hsp_agent_proxy_t *p = ctx;
-  hsp_agent_links_remove(&p->links, b);
-  maybe_stopped(p);
-}
-
-static void on_open(void *ctx, hsp_dht_conn_t *conn, const uint8_t key[32], int err) {
-  (void)key;
-  pending_open_t *po = ctx;
-  hsp_agent_proxy_t *p = po->proxy;
-  hsp_agent_bridge_t *b = po->bridge;
-  free(po);
-  p->opening--;
-  if (err || p->stopping || hsp_agent_links_add(&p->links, b) != 0) {
-    if (conn) hsp_dht_conn_destroy(conn);
-    if (err && !p->stopping) {
-      fprintf(p->cfg.err, "hyperseaport proxy: no instance of %s@%s could be reached: %s\n",
-              p->cfg.name, p->cfg.range, hsp_dht_conn_strerror(err));
-      fflush(p->cfg.err);
+/* The balancer's instance set follows the replica: after every change the registry pushed
+ * (a deregistration or expiry takes the instance out before the next connection). */
+static void update_instances(hsp_agent_proxy_t *p) {
+  if (!p->dp) return;
+  hsp_reg_instance_t *cand = malloc(MAX_INSTANCES * sizeof *cand);
+  uint8_t(*keys)[32] = malloc(MAX_INSTANCES * sizeof *keys);
+  long n = cand && keys ? hsp_agent_select(p->replica, p->cfg.name, p->cfg.range, cand, MAX_INSTANCES) : -1;
+  uint32_t *tiers = malloc(MAX_INSTANCES * sizeof *tiers);
+  if (n >= 0 && tiers) {
+    /* Candidates come highest version first: each version is a tier, so clients stay on
+     * the newest version the range allows and older ones serve only when it cannot. */
+    uint32_t tier = 0;
+    for (long i = 0; i < n; i++) {
+      memcpy(keys[i], cand[i].key, 32);
+      if (i > 0 && strcmp(cand[i].version, cand[i - 1].version) != 0) tier++;
+      tiers[i] = tier;
     }
-    /* not in links: close it here (its done callback finds nothing to remove) */
-    hsp_agent_links_add(&p->links, b);
-    hsp_agent_bridge_close(b);
-    return;
+    hsp_dp_proxy_sync_tiers(p->dp, (const uint8_t(*)[32])keys, tiers, (size_t)n);
   }
-  hsp_agent_bridge_attach(b, conn);
+  free(cand);
+  free(keys);
+  free(tiers);
 }
 
-static void on_accept(uv_stream_t *server, int status) {
-  hsp_agent_proxy_t *p = server->data;
-  if (status < 0 || p->stopping) return;
-  hsp_agent_bridge_t *b = hsp_agent_bridge_new(server->loop, bridge_done, p);
-  if (!b) return;
-  if (uv_accept(server, (uv_stream_t *)hsp_agent_bridge_tcp(b)) != 0) {
-    hsp_agent_links_add(&p->links, b);
-    hsp_agent_bridge_close(b);
-    return;
-  }
-  hsp_agent_bridge_tcp_ready(b); /* nothing flows until the instance is connected */
-  hsp_reg_instance_t cand[HSP_AGENT_OPEN_MAX];
-  long n = hsp_agent_select(p->replica, p->cfg.name, p->cfg.range, cand, HSP_AGENT_OPEN_MAX);
-  uint8_t keys[HSP_AGENT_OPEN_MAX][32];
-  for (long i = 0; i < n; i++) memcpy(keys[i], cand[i].key, 32);
-  pending_open_t *po = n > 0 ? malloc(sizeof *po) : NULL;
-  int err = po ? 0 : HSP_DHT_CONN_ENOTFOUND;
-  if (po) {
-    *po = (pending_open_t){p, b};
-    err = hsp_agent_open(p->cfg.io, &p->kp, (const uint8_t (*)[32])keys, (size_t)n, on_open, po);
-    if (err) free(po);
-    else p->opening++;
-  }
-  if (err) {
-    hsp_agent_links_add(&p->links, b);
-    hsp_agent_bridge_close(b);
-  }
+static void log_line(void *ud, const char *line) {
+  hsp_agent_proxy_t *p = ud;
+  fprintf(p->cfg.err, "hyperseaport %s\n", line);
+  fflush(p->cfg.err);
 }
 
 /* ---- the replica ---- */
@@ -208,6 +177,7 @@ static void on_message(void *ud, const uint8_t *msg, size_t len) {
     else p->last_sync_err = 0;
   }
   announce_choice(p);
+  update_instances(p);
 }
 
 static void on_up(void *ud) {
@@ -251,27 +221,28 @@ int hsp_agent_proxy_start(hsp_agent_proxy_t **out, const hsp_agent_proxy_config_
   }
   *msg = "cannot listen";
   uv_loop_t *loop = hsp_dht_io_loop(cfg->io);
-  struct sockaddr_storage sa;
-  err = uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&sa);
-  if (err) err = uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&sa);
-  if (!err) err = uv_tcp_init(loop, &p->listener);
+  hsp_crypto_keypair_random(&p->kp);
+  snprintf(p->role, sizeof p->role, "%s@%s", cfg->name, cfg->range);
+  hsp_dp_proxy_config_t dcfg = {.host = cfg->host,
+                                .port = (uint16_t)cfg->port,
+                                .role = p->role,
+                                .wait_ms = cfg->wait_ms,
+                                .log = log_line,
+                                .log_ud = p};
+  dcfg.balance.policy = (hsp_bal_policy_t)cfg->balance;
+  dcfg.balance.seed = p->kp.public_key[0] | (uint64_t)p->kp.public_key[1] << 8;
+  err = hsp_dp_proxy_start(&p->dp, loop, cfg->io, &p->kp, &dcfg);
   if (err) {
     hsp_reg_replica_close(p->replica);
+    hsp_crypto_keypair_wipe(&p->kp);
     free(p);
     return err;
   }
-  p->listener.data = p;
-  p->listener_open = true;
-  err = uv_tcp_bind(&p->listener, (const struct sockaddr *)&sa, 0);
-  if (!err) err = uv_listen((uv_stream_t *)&p->listener, 128, on_accept);
-  hsp_crypto_keypair_random(&p->kp);
-  if (err) {
-    hsp_agent_proxy_stop(p, NULL, NULL); /* released from the loop */
-    return err;
-  }
+  p->dp_open = true;
   fprintf(cfg->out, "connecting to registry\n");
   fflush(cfg->out);
   announce_choice(p); /* what the replica on disk already knows */
+  update_instances(p);
   hsp_reg_session_cbs_t cbs = {on_up, on_down, on_message};
   *msg = "cannot start the registry session";
   err = hsp_reg_session_start(&p->session, cfg->io, cfg->registry, &cbs, p);
@@ -284,9 +255,10 @@ int hsp_agent_proxy_start(hsp_agent_proxy_t **out, const hsp_agent_proxy_config_
   return 0;
 }
 
-static void listener_closed(uv_handle_t *h) {
-  hsp_agent_proxy_t *p = h->data;
-  p->listener_open = false;
+static void dp_closed(void *ctx) {
+  hsp_agent_proxy_t *p = ctx;
+  p->dp = NULL;
+  p->dp_open = false;
   maybe_stopped(p);
 }
 
@@ -302,6 +274,5 @@ void hsp_agent_proxy_stop(hsp_agent_proxy_t *p, void (*cb)(void *ctx), void *ctx
   p->stop_cb = cb;
   p->stop_ctx = ctx;
   if (p->session) hsp_reg_session_close(p->session, session_closed, p);
-  uv_close((uv_handle_t *)&p->listener, listener_closed);
-  hsp_agent_links_close_all(&p->links);
+  if (p->dp) hsp_dp_proxy_close(p->dp, dp_closed, p);
 }

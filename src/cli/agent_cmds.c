@@ -47,7 +47,9 @@ static void ready(hsp_dht_io_t *io, void *ctx) {
     hsp_agent_service_config_t cfg = {.io = io, .registry = o->registry_public_key,
                                       .name = o->role_name, .version = o->role_version,
                                       .host = o->host, .port = o->port, .ttl_ms = o->ttl_ms,
-                                      .out = stdout, .err = stderr};
+                                      .check = o->check,
+                                      .check_interval_ms = o->check_interval_ms,
+                                      .drain_ms = o->drain_ms, .out = stdout, .err = stderr};
     err = hsp_agent_service_start(&a->service, &cfg);
     if (err)
       fprintf(stderr, "hyperseaport service: %s\n",
@@ -56,7 +58,8 @@ static void ready(hsp_dht_io_t *io, void *ctx) {
     hsp_agent_proxy_config_t cfg = {.io = io, .registry = o->registry_public_key,
                                     .name = o->role_name, .range = o->role_version,
                                     .host = o->has_host ? o->host : "127.0.0.1", .port = o->port,
-                                    .replica_path = a->replica_path, .out = stdout, .err = stderr};
+                                    .replica_path = a->replica_path, .balance = o->balance,
+                                    .wait_ms = o->wait_ms, .out = stdout, .err = stderr};
     const char *what = "";
     err = hsp_agent_proxy_start(&a->proxy, &cfg, &what);
     if (err)

@@ -109,7 +109,7 @@ static bool firewall(void *ctx, const uint8_t key[32]) {
 }
 static void on_incoming(void *ctx, hsp_dht_conn_t *c) {
   (void)ctx;
-  hsp_dp_service_connection(svc, c);
+  hsp_dp_service_connection(svc, c, NULL, 0);
 }
 
 static void stats_line(void) {

@@ -417,6 +417,40 @@ static void test_membership(void) {
   hsp_bal_free(b);
 }
 
+/* Tiers: the best tier with an available instance serves; the next only when it cannot. */
+static void test_tiers(void) {
+  for (int p = 0; p <= HSP_BAL_LEAST_CONN; p++) {
+    hsp_bal_config_t cfg = {.policy = (hsp_bal_policy_t)p, .seed = 7};
+    hsp_bal_t *b = hsp_bal_new(&cfg);
+    uint32_t tiers[4] = {0, 0, 1, 1}; /* e.g. two instances of 2.0.0, two of 1.2.0 */
+    CHECK_EQ_INT(hsp_bal_sync_tiers(b, (const uint8_t(*)[HSP_BAL_KEY_BYTES])K, tiers, 4), 0);
+    int count[4] = {0};
+    for (int i = 0; i < 400; i++) {
+      int w = one(b, 0, &i, sizeof i);
+      if (w >= 0) count[w]++;
+    }
+    CHECK_EQ_INT(count[2] + count[3], 0);
+    CHECK(p == HSP_BAL_FIRST || p == HSP_BAL_HASH || (count[0] > 100 && count[1] > 100));
+    /* The whole first tier fails: the second takes over, retries included. */
+    hsp_bal_eject(b, K[0], 0);
+    hsp_bal_attempt_t a = {0};
+    uint8_t k[HSP_BAL_KEY_BYTES];
+    CHECK_EQ_INT(hsp_bal_pick(b, 0, NULL, 0, &a, k), 0);
+    CHECK_EQ_INT(idx(k), 1);
+    hsp_bal_failure(b, k, 0);
+    CHECK(hsp_bal_may_retry(b, &a, 0, false));
+    CHECK_EQ_INT(hsp_bal_pick(b, 0, NULL, 0, &a, k), 0);
+    CHECK(idx(k) == 2 || idx(k) == 3);
+    hsp_bal_success(b, k, 0, 1);
+    hsp_bal_done(b, k);
+    /* Back to the first tier once an instance of it is back. */
+    uint8_t pk[HSP_BAL_KEY_BYTES];
+    while (hsp_bal_probe_due(b, 5000, pk)) hsp_bal_probe_result(b, pk, 5000, true);
+    for (int i = 0; i < 20; i++) CHECK(one(b, 5000, &i, sizeof i) <= 1);
+    hsp_bal_free(b);
+  }
+}
+
 /* Three instances, 200 connections in flight at any time (each lasting 100 ms, a new one
  * every 0.5 ms), instance 1 killed at t = 1 s: attempts on it fail until it is ejected; every
  * failed attempt is retried on another instance, so no client connection fails; the dead
@@ -535,6 +569,7 @@ int main(void) {
   test_eject_probe();
   test_retry();
   test_membership();
+  test_tiers();
   for (int p = 0; p <= HSP_BAL_LEAST_CONN; p++) test_kill_one((hsp_bal_policy_t)p);
   test_kill_idle();
   return check_summary("balance");
