@@ -349,7 +349,7 @@ static void dispatch(client_t *c) {
       /* Nothing to try now: wait for a registration or an instance back from ejection. */
       if (now - c->start_ms >= p->cfg.wait_ms) {
         p->stats.timed_out++;
-        char why[160];
+        char why[sizeof p->role + 64];
         snprintf(why, sizeof why, "no healthy instance of %s within %llu ms", p->role,
                  (unsigned long long)p->cfg.wait_ms);
         fail_client(c, why);

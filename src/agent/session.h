@@ -43,7 +43,7 @@
 #define HSP_SESS_PROTOCOL "hyperseaport/session"
 #define HSP_SESS_TCP_PROTOCOL "hyperseaport/tcp"
 #define HSP_SESS_VERSION 1
-#define HSP_SESS_DEFAULT_WINDOW (256u * 1024)
+#define HSP_SESS_DEFAULT_WINDOW (1024u * 1024)
 #define HSP_SESS_MAX_WINDOW (64u * 1024 * 1024)
 /* A mux frame must fit one 64 KiB secret-stream message; DATA leaves room for its head. */
 #define HSP_SESS_MAX_FRAME 65536u
