@@ -83,6 +83,16 @@ async function main () {
       `round-robin through the registry: ${JSON.stringify(counts)}, ${errors} failed`)
   }
 
+  // A plain HyperDHT connection (the HTTP gateway's kind, or `pipe KEY`) is still piped as is.
+  {
+    const svcKey = (await svcs[2].wait(/^started p2p service on ([0-9a-f]{64})/))[1]
+    const pipe = run(hsp, ['pipe', svcKey, '--bootstrap', dht.boot, '--host', HOST], 'pipe')
+    pipe.proc.stdin.end('hello')
+    const line = await pipe.wait(/^got 5 /, 30000).catch(() => null)
+    check(line !== null, 'a plain connection to the service reaches the backend')
+    await pipe.exited
+  }
+
   // kill -9 under 90 open connections
   {
     const hs = await Promise.all(Array.from({ length: 90 }, () => held(rr.port)))
