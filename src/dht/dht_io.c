@@ -196,6 +196,30 @@ static int bind_socket(hsp_dht_io_t *io, int which, const uint8_t host[4], uint1
   return err ? err - 100 : 0;
 }
 
+/* hsp_udx_deinit closes a handle embedded in io->udx without a callback: libuv finishes
+ * that close in the closing phase of the next loop iteration (a handle closed during a
+ * closing phase waits for the next one), so io is freed by an idle handle two iterations
+ * later, when libuv no longer touches it. */
+typedef struct io_reaper {
+  uv_idle_t idle;
+  hsp_dht_io_t *io;
+  int turns;
+} io_reaper_t;
+
+static void reaper_closed(uv_handle_t *h) { free(h->data); }
+
+static void reap(uv_idle_t *c) {
+  io_reaper_t *r = c->data;
+  if (++r->turns < 2) return;
+  uv_idle_stop(&r->idle);
+  hsp_dht_io_t *io = r->io;
+  void (*cb)(void *) = io->close_cb;
+  void *ctx = io->close_ctx;
+  free(io);
+  uv_close((uv_handle_t *)&r->idle, reaper_closed);
+  if (cb) cb(ctx);
+}
+
 static void close_step(hsp_dht_io_t *io) {
   if (--io->pending_closes) return;
   /* The node is destroyed here, from the loop, because hsp_dht_io_close may be called from
@@ -203,10 +227,13 @@ static void close_step(hsp_dht_io_t *io) {
   if (io->node) hsp_dht_node_destroy(io->node);
   hsp_dht_store_free(io->store);
   hsp_udx_deinit(&io->udx);
-  void (*cb)(void *) = io->close_cb;
-  void *ctx = io->close_ctx;
-  free(io);
-  if (cb) cb(ctx);
+  io_reaper_t *r = malloc(sizeof *r);
+  if (!r) return; /* io leaks rather than being freed under libuv */
+  r->io = io;
+  r->turns = 0;
+  r->idle.data = r;
+  uv_idle_init(io->loop, &r->idle);
+  uv_idle_start(&r->idle, reap);
 }
 
 static void on_handle_closed(uv_handle_t *h) { close_step(h->data); }

@@ -1,6 +1,7 @@
 #!/bin/sh
 # End-to-end scenarios with the real binary on a private loopback HyperDHT (127.0.0.1 only).
-# usage: e2e.sh SCENARIO HYPERSEAPORT HTTP_HELLO REG_LOAD
+# usage: e2e.sh SCENARIO HYPERSEAPORT HTTP_HELLO REG_LOAD [WRAPPER...]
+#   (WRAPPER, e.g. valgrind -q --error-exitcode=99, runs every hyperseaport process)
 #   seed        the README's steps: registry, service, proxy, a request through the proxy
 #   versions    1.2.0 and 2.0.0 side by side, picked by 1.x, 2, *, >=1.5.0; ls
 #   expiry      kill -9 a service: gone from ls and from the proxy within TTL + 1 s
@@ -9,7 +10,13 @@
 #   badinput    forged, replayed, misaddressed, malformed requests; wrong registry key
 set -u
 scenario=$1 BIN=$2 HELLO=$3 LOAD=$4
+shift 4
 T=$(mktemp -d)
+if [ $# -gt 0 ]; then
+  printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$*" "$BIN" >"$T/hsp"
+  chmod +x "$T/hsp"
+  BIN=$T/hsp
+fi
 pids=""
 fail() { echo "FAIL ($scenario): $*" >&2; for f in "$T"/*.out "$T"/*.err; do [ -s "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }; done; exit 1; }
 cleanup() {
