@@ -94,7 +94,7 @@ proxy() { # proxy NAME RANGE: $PPORT its port
   wait_for "$T/$1.out" "^proxy from $PPORT to p2p service" 60
 }
 get() { curl -s -m 20 "http://127.0.0.1:$1/"; }
-ls_() { "$BIN" ls $NET --registryPublicKey "$KEY" "$@"; }
+ls_() { "$BIN" ls $NET --registryPublicKey "$KEY" "$@" 2>>"$T/ls.err"; }
 expect_get() { # expect_get PORT TEXT WHAT
   out=$(get "$1")
   [ "$out" = "$2" ] || fail "$3: got '$out', wanted '$2'"
