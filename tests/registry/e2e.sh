@@ -8,6 +8,9 @@
 #   durability  kill -9 the registry under 1,000 registrations in flight; all acked survive
 #   outage      the proxy serves from its replica while the registry is down, catches up
 #   badinput    forged, replayed, misaddressed, malformed requests; wrong registry key
+#   restart     a proxy restarted while the registry is down serves from its replica on
+#               disk; a registry restarted from an empty store gets the service back
+#               (re-registration) and the proxy re-syncs (ECHAIN -> snapshot)
 set -u
 scenario=$1 BIN=$2 HELLO=$3 LOAD=$4
 shift 4
@@ -231,6 +234,34 @@ badinput)
   [ "$(ls_ load | wc -l)" -eq 1 ] || fail "the valid registration is gone"
   stop "$REG"
   "$LOAD" verify "$T/store/registry-$KEY.db" "$SEED" || fail "log does not verify"
+  ;;
+restart)
+  registry
+  hello h1 one; p1=$HPORT
+  service s1 "$p1" web@1.0.0 --ttl 3
+  proxy px '*'
+  expect_get "$PPORT" one "registry up"
+  sleep 2 # a renewal or two in the replica
+  kill -9 "$REG"
+  stop "$px_pid"
+  start px2 "$BIN" proxy --port "$PPORT" --role 'web@*' --registryPublicKey "$KEY" $NET --storage "$T/proxy-px"
+  px2=$last
+  wait_for "$T/px2.out" "^proxy from $PPORT to p2p service $s1_key"
+  expect_get "$PPORT" one "restarted proxy, registry down: served from the replica on disk"
+  rm -rf "$T/store"
+  registry registry2
+  wait_for "$T/s1.err" "reconnected to registry" 40
+  i=0; until [ "$(grep -c '^registered service' "$T/s1.out")" -ge 2 ]; do
+    i=$((i + 1)); [ $i -le 300 ] || fail "service did not register again with the emptied registry"; sleep 0.1
+  done
+  ls_ | grep -q "$s1_key" || fail "service not listed by the emptied registry"
+  echo "ok: the service registered again with a registry that lost everything"
+  wait_for "$T/px2.out" "^connected to registry" 40
+  hello h2 two; p2=$HPORT
+  service s2 "$p2" web@2.0.0
+  wait_for "$T/px2.out" "^proxy from $PPORT to p2p service $s2_key" 30
+  expect_get "$PPORT" two "the proxy re-synced with the new history"
+  stop "$px2"; stop "$s1_pid"; stop "$s2_pid"; stop "$REG"
   ;;
 *) fail "unknown scenario" ;;
 esac
