@@ -8,6 +8,7 @@
 #   durability  kill -9 the registry under 1,000 registrations in flight; all acked survive
 #   outage      the proxy serves from its replica while the registry is down, catches up
 #   badinput    forged, replayed, misaddressed, malformed requests; wrong registry key
+#   farbehind   a proxy whose replica is > 4,096 entries behind catches up by snapshot
 #   restart     a proxy restarted while the registry is down serves from its replica on
 #               disk; a registry restarted from an empty store gets the service back
 #               (re-registration) and the proxy re-syncs (ECHAIN -> snapshot)
@@ -247,6 +248,28 @@ badinput)
   [ "$(ls_ load | wc -l)" -eq 1 ] || fail "the valid registration is gone"
   stop "$REG"
   "$LOAD" verify "$T/store/registry-$KEY.db" "$SEED" || fail "log does not verify"
+  ;;
+farbehind)
+  registry
+  "$LOAD" register "$KEY" "$BOOT" 10 3600000 >/dev/null 2>"$T/load0.err" || fail "first load"
+  PPORT=$(free_port)
+  start px "$BIN" proxy --port "$PPORT" --role 'load@*' --registryPublicKey "$KEY" $NET --storage "$T/proxy-px"
+  wait_for "$T/px.out" "^proxy from $PPORT to p2p service"
+  stop "$last"
+  t0=$(date +%s%N)
+  "$LOAD" register "$KEY" "$BOOT" 5000 3600000 >"$T/load.out" 2>"$T/load.err" || fail "load of 5000"
+  t1=$(date +%s%N)
+  echo "ok: 5000 registrations in flight at once, all acknowledged in $(( (t1 - t0) / 1000000 )) ms"
+  start px2 "$BIN" proxy --port "$PPORT" --role 'load@*' --registryPublicKey "$KEY" $NET --storage "$T/proxy-px"
+  px2=$last
+  wait_for "$T/px2.out" "^replica [0-9]* entries behind the registry: taking a snapshot" 60
+  wait_for "$T/px2.out" '"version":"1.0.5000"' 60
+  echo "ok: the restarted proxy caught up by snapshot"
+  hello h1 one; p1=$HPORT
+  start s1 "$BIN" service --port "$p1" --role load@9.0.0 --registryPublicKey "$KEY" $NET
+  wait_for "$T/px2.out" '"version":"9.0.0"' 60
+  expect_get "$PPORT" one "then followed the registry by WATCH"
+  stop "$px2"; stop "$REG"
   ;;
 restart)
   registry
