@@ -161,6 +161,15 @@ versions)
   ls_ 'web@>=1.5.0' --json | grep -q "^\[{\"key\":\"$s2_key\",\"name\":\"web\",\"version\":\"2.0.0\"" || fail "ls --json"
   [ -z "$(ls_ web@3)" ] || fail "ls web@3 should be empty"
   echo "ok: ls by range, order and --json"
+  # a tie: another 2.0.0, registered later, comes after the first one
+  hello h3 two-zero-zero-again; p3=$HPORT
+  service s3 "$p3" web@2.0.0
+  [ "$(ls_ web@2 | cut -d' ' -f2 | tr '\n' ' ')" = "$s2_key $s3_key " ] || fail "ls: ties not in registration order"
+  proxy ptie 2
+  expect_get "$PPORT" two-zero-zero "web@2 with a tie: the first registered"
+  stop "$s2_pid"
+  wait_for "$T/ptie.out" "^proxy from $PPORT to p2p service $s3_key" 30
+  expect_get "$PPORT" two-zero-zero-again "web@2 after the first one deregistered"
   ;;
 expiry)
   registry
