@@ -196,17 +196,24 @@ static int bind_socket(hsp_dht_io_t *io, int which, const uint8_t host[4], uint1
   return err ? err - 100 : 0;
 }
 
+/* io holds the udx instance's handle: it may only be freed once that closed too. */
+static void on_udx_closed(hsp_udx_t *udx) {
+  hsp_dht_io_t *io = udx->data;
+  void (*cb)(void *) = io->close_cb;
+  void *ctx = io->close_ctx;
+  free(io);
+  if (cb) cb(ctx);
+}
+
 static void close_step(hsp_dht_io_t *io) {
   if (--io->pending_closes) return;
   /* The node is destroyed here, from the loop, because hsp_dht_io_close may be called from
    * inside one of its callbacks. */
   if (io->node) hsp_dht_node_destroy(io->node);
+  io->node = NULL;
   hsp_dht_store_free(io->store);
-  hsp_udx_deinit(&io->udx);
-  void (*cb)(void *) = io->close_cb;
-  void *ctx = io->close_ctx;
-  free(io);
-  if (cb) cb(ctx);
+  io->store = NULL;
+  hsp_udx_deinit_cb(&io->udx, on_udx_closed);
 }
 
 static void on_handle_closed(uv_handle_t *h) { close_step(h->data); }
@@ -270,8 +277,7 @@ int hsp_dht_io_create(hsp_dht_io_t **out, uv_loop_t *loop, const hsp_dht_io_opts
     io->store = NULL;
     io->closing = true;
     if (!bound) {
-      hsp_udx_deinit(&io->udx);
-      free(io);
+      hsp_udx_deinit_cb(&io->udx, on_udx_closed);
       return err;
     }
     /* Bound sockets close asynchronously; the last one frees io. */
