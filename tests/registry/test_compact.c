@@ -394,6 +394,35 @@ static void test_replica_behind(void) {
   CHECK_EQ_INT(got.renewed_ms, want.renewed_ms);
   printf("replica behind the compaction point (base %llu) recovered via snapshot at %llu\n",
          (unsigned long long)base, (unsigned long long)head);
+
+  /* A refused WATCH leaves no watch behind (it would fail on every change); the
+   * registered watchers get the pushes of the next changes (every lease expires). */
+  hsp_reg_replica_t *fresh;
+  CHECK_EQ_INT(hsp_reg_replica_open(&fresh, ":memory:", reg_pk), 0);
+  CHECK_EQ_INT(request(srv, fresh, 4, false, now), HSP_REG_ECHAIN);
+  clear_outbox();
+  CHECK_EQ_INT(hsp_reg_server_tick(srv, now + 60000), 0);
+  size_t to_fresh = 0, to_behind = 0;
+  for (size_t i = 0; i < nout; i++) {
+    to_fresh += outbox[i].conn == 4;
+    to_behind += outbox[i].conn == 2;
+  }
+  CHECK_EQ_INT(to_fresh, 0);
+  CHECK(to_behind > 0);
+  sent_t keep[64];
+  size_t nkeep = nout;
+  memcpy(keep, outbox, nout * sizeof *keep);
+  nout = 0;
+  for (size_t i = 0; i < nkeep; i++)
+    if (keep[i].conn == 3) capture(NULL, 3, keep[i].buf, keep[i].len);
+  CHECK_EQ_INT(deliver(close_by, 3), LIVE - 1);
+  for (size_t i = 0; i < nkeep; i++)
+    if (keep[i].conn == 2) capture(NULL, 2, keep[i].buf, keep[i].len);
+  CHECK_EQ_INT(deliver(behind, 2), LIVE - 1);
+  for (size_t i = 0; i < nkeep; i++) free(keep[i].buf);
+  CHECK_EQ_INT(hsp_reg_replica_count(behind), 0);
+  CHECK_EQ_INT(hsp_reg_replica_count(close_by), 0);
+  hsp_reg_replica_close(fresh);
   hsp_reg_replica_close(behind);
   hsp_reg_replica_close(close_by);
   hsp_reg_server_free(srv);
