@@ -12,6 +12,11 @@
  *   mutget PK MINSEQ           -> "op mutget <err> <verified replies> <seq> <text>|-"
  *   immput TEXT                -> "op immput <err> <commits> <hash hex>"
  *   immget HASH                -> "op immget <err> <text>|-"
+ *   listen SEED                -> "listen <public key hex>": a hyperdht server; a connection
+ *                                 is announced with "conn" and starts with reading paused
+ *   held                       -> "held <bytes>" received and held for the connection
+ *   resume                     -> reading resumes; at the peer's end "eof <bytes> ok|corrupt"
+ *                                 (the data must be the byte pattern (i * 7 + (i >> 13)) & 255)
  *   exit
  * (hex arguments are 64 characters; TEXT has no spaces.)
  */
@@ -24,6 +29,7 @@
 #include "hex.h"
 #include "hyper_client.h"
 #include "hyper_messages.h"
+#include "hyper_server.h"
 
 static uv_loop_t *loop;
 static hsp_dht_io_t *io;
@@ -101,11 +107,53 @@ static void on_done(void *ctx, const hsp_dht_query_result_t *res) {
 
 static void on_closed(void *ctx) { (void)ctx; }
 
+/* ---- listen: a server whose connection starts paused ---- */
+static hsp_dht_server_t *server;
+static hsp_dht_conn_t *conn;
+static size_t conn_bytes, conn_max_held;
+static bool conn_corrupt;
+
+static void srv_read(hsp_dht_conn_t *c, const uint8_t *buf, ssize_t len) {
+  if (len == HSP_DHT_CONN_EOF) {
+    printf("eof %zu %s\n", conn_bytes, conn_corrupt ? "corrupt" : "ok");
+    fflush(stdout);
+    hsp_dht_conn_end(c);
+    return;
+  }
+  for (ssize_t i = 0; i < len; i++, conn_bytes++)
+    if (buf[i] != (uint8_t)(conn_bytes * 7 + (conn_bytes >> 13))) conn_corrupt = true;
+}
+
+static void srv_close(hsp_dht_conn_t *c, int status) {
+  (void)c, (void)status;
+  conn = NULL;
+}
+
+static void on_connection(void *ctx, hsp_dht_conn_t *c) {
+  (void)ctx;
+  if (conn) {
+    hsp_dht_conn_destroy(c);
+    return;
+  }
+  conn = c;
+  hsp_dht_conn_set_callbacks(c, srv_read, srv_close, NULL);
+  hsp_dht_conn_read_stop(c);
+  printf("conn\n");
+  fflush(stdout);
+}
+
+static void server_closed(void *ctx) {
+  (void)ctx;
+  hsp_dht_io_close(io, on_closed, NULL);
+}
+
 static void shutdown_all(void) {
   if (closing) return;
   closing = true;
   uv_close((uv_handle_t *)&in, NULL);
-  hsp_dht_io_close(io, on_closed, NULL);
+  if (conn) hsp_dht_conn_destroy(conn);
+  if (server) hsp_dht_server_close(server, server_closed, NULL);
+  else hsp_dht_io_close(io, on_closed, NULL);
 }
 
 static void command(char *cmd) {
@@ -113,6 +161,30 @@ static void command(char *cmd) {
   if (sscanf(cmd, "%15s %299s %299s %299s", name, a, b, c) < 1) return;
   if (!strcmp(name, "exit")) {
     shutdown_all();
+    return;
+  }
+  if (!strcmp(name, "listen")) {
+    uint8_t seed[32];
+    hsp_crypto_keypair_t skp;
+    char key[65];
+    if (server || hsp_hex_decode(seed, 32, a)) {
+      printf("error listen\n");
+    } else {
+      hsp_crypto_keypair_from_seed(&skp, seed);
+      int err = hsp_dht_server_listen(&server, io, &skp, NULL, on_connection, NULL);
+      hsp_hex_encode(key, skp.public_key, 32);
+      if (err) printf("error listen %d\n", err);
+      else printf("listen %s\n", key);
+    }
+    fflush(stdout);
+    return;
+  }
+  if (!strcmp(name, "held") || !strcmp(name, "resume")) {
+    size_t held = conn ? hsp_dht_conn_read_queue_size(conn) : 0;
+    if (held > conn_max_held) conn_max_held = held;
+    if (name[0] == 'h') printf("held %zu %zu\n", held, conn_max_held);
+    else if (conn) hsp_dht_conn_read_start(conn);
+    fflush(stdout);
     return;
   }
   memset(&op, 0, sizeof(op));
