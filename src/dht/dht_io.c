@@ -196,27 +196,12 @@ static int bind_socket(hsp_dht_io_t *io, int which, const uint8_t host[4], uint1
   return err ? err - 100 : 0;
 }
 
-/* hsp_udx_deinit closes a handle embedded in io->udx without a callback: libuv finishes
- * that close in the closing phase of the next loop iteration (a handle closed during a
- * closing phase waits for the next one), so io is freed by an idle handle two iterations
- * later, when libuv no longer touches it. */
-typedef struct io_reaper {
-  uv_idle_t idle;
-  hsp_dht_io_t *io;
-  int turns;
-} io_reaper_t;
-
-static void reaper_closed(uv_handle_t *h) { free(h->data); }
-
-static void reap(uv_idle_t *c) {
-  io_reaper_t *r = c->data;
-  if (++r->turns < 2) return;
-  uv_idle_stop(&r->idle);
-  hsp_dht_io_t *io = r->io;
+/* io holds the udx instance's handle: it may only be freed once that closed too. */
+static void on_udx_closed(hsp_udx_t *udx) {
+  hsp_dht_io_t *io = udx->data;
   void (*cb)(void *) = io->close_cb;
   void *ctx = io->close_ctx;
   free(io);
-  uv_close((uv_handle_t *)&r->idle, reaper_closed);
   if (cb) cb(ctx);
 }
 
@@ -225,15 +210,10 @@ static void close_step(hsp_dht_io_t *io) {
   /* The node is destroyed here, from the loop, because hsp_dht_io_close may be called from
    * inside one of its callbacks. */
   if (io->node) hsp_dht_node_destroy(io->node);
+  io->node = NULL;
   hsp_dht_store_free(io->store);
-  hsp_udx_deinit(&io->udx);
-  io_reaper_t *r = malloc(sizeof *r);
-  if (!r) return; /* io leaks rather than being freed under libuv */
-  r->io = io;
-  r->turns = 0;
-  r->idle.data = r;
-  uv_idle_init(io->loop, &r->idle);
-  uv_idle_start(&r->idle, reap);
+  io->store = NULL;
+  hsp_udx_deinit_cb(&io->udx, on_udx_closed);
 }
 
 static void on_handle_closed(uv_handle_t *h) { close_step(h->data); }
@@ -297,8 +277,7 @@ int hsp_dht_io_create(hsp_dht_io_t **out, uv_loop_t *loop, const hsp_dht_io_opts
     io->store = NULL;
     io->closing = true;
     if (!bound) {
-      hsp_udx_deinit(&io->udx);
-      free(io);
+      hsp_udx_deinit_cb(&io->udx, on_udx_closed);
       return err;
     }
     /* Bound sockets close asynchronously; the last one frees io. */
