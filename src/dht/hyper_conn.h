@@ -6,9 +6,11 @@
  *
  * hsp_dht_connect (client side): FIND_PEER for H(public key), PEER_HANDSHAKE through the
  * first node with a route, then a direct UDX connect when the server is reachable (OPEN), or
- * when both peers share a host (the reference's LAN shortcut, without its PING probe). The
- * holepunch rounds (PEER_HOLEPUNCH) and the blind relay are NOT implemented: such connects
- * fail with HSP_DHT_CONN_ECANNOTPUNCH.
+ * when both peers share a host (the reference's LAN shortcut, without its PING probe), else
+ * the PEER_HOLEPUNCH rounds from a pool socket (probe round, punch round, then the punch.h
+ * schedule; hyperdht.md §4.4) and a connect over the punched path. The blind relay is NOT
+ * implemented: two randomizing NATs fail with HSP_DHT_CONN_EDOUBLERANDOM or
+ * HSP_DHT_CONN_EREMOTEABORTED (the server refuses), as the reference without relayThrough.
  */
 #ifndef HSP_DHT_HYPER_CONN_H
 #define HSP_DHT_HYPER_CONN_H
@@ -24,8 +26,13 @@ enum hsp_dht_conn_error {
   HSP_DHT_CONN_ENOTFOUND = -41,      /* PEER_NOT_FOUND: no node had a route */
   HSP_DHT_CONN_EFAILED = -42,        /* PEER_CONNECTION_FAILED: no handshake reply */
   HSP_DHT_CONN_ESERVER = -43,        /* SERVER_ERROR / SERVER_INCOMPATIBLE / bad reply */
-  HSP_DHT_CONN_ECANNOTPUNCH = -44,   /* needs holepunching, which this build lacks */
+  HSP_DHT_CONN_ECANNOTPUNCH = -44,   /* CANNOT_HOLEPUNCH: the server gave no relays */
   HSP_DHT_CONN_ETIMEDOUT = -45,
+  HSP_DHT_CONN_EPUNCHABORTED = -46,  /* HOLEPUNCH_ABORTED: punching ran out, or was refused */
+  HSP_DHT_CONN_EPROBETIMEOUT = -47,  /* HOLEPUNCH_PROBE_TIMEOUT: a NAT stayed unclassified */
+  HSP_DHT_CONN_EDOUBLERANDOM = -48,  /* HOLEPUNCH_DOUBLE_RANDOMIZED_NATS */
+  HSP_DHT_CONN_EREMOTEABORTED = -49, /* REMOTE_ABORTED / REMOTE_NOT_HOLEPUNCHING */
+  HSP_DHT_CONN_ENOTPUNCHABLE = -50,  /* REMOTE_NOT_HOLEPUNCHABLE */
 };
 const char *hsp_dht_conn_strerror(int err);
 

@@ -2,10 +2,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "hyper_client.h"
 #include "hyper_conn_internal.h"
+#include "puncher.h"
 
 #define MAX_HANDSHAKES 2
+#define REMOTE_UNKNOWN_WAIT_MS 1000 /* connect.js probeRound: let the server classify its NAT */
+#define MAX_HOLEPUNCH_PAYLOAD 512
+
+enum { HP_NONE = 0, HP_PROBE, HP_PROBE_WAIT, HP_PUNCH, HP_PUNCHING, HP_ABORTING };
 
 typedef struct connector {
   hsp_dht_io_t *io;
@@ -15,15 +22,38 @@ typedef struct connector {
   uint8_t msg[512]; /* PEER_HANDSHAKE value (handshake{FROM_CLIENT, noise msg1}) */
   size_t msg_len;
   long query;
-  int inflight; /* handshake requests */
-  bool query_done, found, done;
+  int inflight; /* handshake and holepunch requests */
+  bool query_done, found, done, handshaked;
   hsp_dht_connect_cb cb;
   void *ctx;
+  /* holepunch (connect.js c.connect / c.puncher / c.payload) */
+  hsp_noise_result_t keys;
+  uint32_t remote_udx_id;
+  uint8_t secret[32], local_secret[32];
+  uint64_t holepunch_id, round;
+  hsp_ipv4_addr_t server_address, relay_address;
+  hsp_ipv4_addr_t server_relay, server_relay_peer; /* pickServerRelay */
+  hsp_dht_puncher_t *puncher;
+  int phase;
+  bool retry, probe_replied, has_remote_token;
+  uint8_t remote_token[32];
+  int abort_err;
+  uint64_t wait_until;
+  hsp_ipv4_addr_t relay_address_sent; /* where the last holepunch request went */
+  hsp_dht_io_ticker_t ticker;
+  bool ticking;
 } connector_t;
 
 static void finish(connector_t *k, int err) {
   if (k->done) return;
   k->done = true;
+  hsp_dht_puncher_destroy(k->puncher);
+  k->puncher = NULL;
+  if (k->ticking) hsp_dht_io_remove_ticker(k->io, &k->ticker);
+  k->ticking = false;
+  hsp_crypto_wipe(&k->keys, sizeof(k->keys));
+  hsp_crypto_wipe(k->secret, sizeof(k->secret));
+  hsp_crypto_wipe(k->local_secret, sizeof(k->local_secret));
   hsp_dht_conn_t *c = k->conn;
   k->conn = NULL;
   if (err) {
@@ -41,6 +71,7 @@ static void maybe_free(connector_t *k) {
   if (k->done && k->inflight == 0 && (k->query_done || k->query <= 0)) free(k);
 }
 
+
 static bool is_bogon(const hsp_ipv4_addr_t *a) {
   /* Unroutable on the internet: a server listing one is describing its LAN. */
   return a->host[0] == 0 || a->host[0] == 10 || (a->host[0] == 172 && (a->host[1] & 0xf0) == 16) ||
@@ -48,10 +79,238 @@ static bool is_bogon(const hsp_ipv4_addr_t *a) {
          (a->host[0] == 169 && a->host[1] == 254);
 }
 
+/* ---- holepunching (connect.js holepunch / probeRound / roundPunch) ---------------------- */
+
+static void on_holepunch_reply(void *ctx, const hsp_dht_reply_t *r, int err);
+
+static void send_round(connector_t *k, const hsp_ipv4_addr_t *relay, const hsp_ipv4_addr_t *peer,
+                       const hsp_dht_holepunch_payload_t *hp) {
+  uint8_t sealed[MAX_HOLEPUNCH_PAYLOAD], nonce[24], buf[MAX_HOLEPUNCH_PAYLOAD + 64];
+  randombytes_buf(nonce, sizeof(nonce));
+  long n = hsp_dht_holepunch_payload_seal(sealed, sizeof(sealed), hp, k->secret, nonce);
+  hsp_dht_holepunch_t m = {.mode = HSP_HYPER_FROM_CLIENT, .id = k->holepunch_id,
+                           .payload = {sealed, n > 0 ? (size_t)n : 0},
+                           .has_peer_address = true, .peer_address = *peer};
+  long len = n < 0 ? n : hsp_dht_holepunch_encode(buf, sizeof(buf), &m);
+  hsp_dht_request_opts_t o;
+  hsp_dht_request_opts_default(&o);
+  o.to = *relay;
+  o.command = HSP_HYPER_PEER_HOLEPUNCH;
+  o.target = k->target;
+  o.value = buf;
+  o.value_len = len > 0 ? (size_t)len : 0;
+  o.has_value = true;
+  o.socket = hsp_dht_puncher_socket(k->puncher);
+  if (len > 0 && hsp_dht_node_request(hsp_dht_io_node(k->io), &o, on_holepunch_reply, k) > 0) {
+    k->inflight++;
+    k->relay_address_sent = *relay;
+  } else {
+    finish(k, HSP_DHT_CONN_EPUNCHABORTED);
+  }
+}
+
+static void our_addresses(connector_t *k, hsp_dht_holepunch_payload_t *hp, uint8_t *wire) {
+  size_t n;
+  const hsp_ipv4_addr_t *a = hsp_dht_puncher_addresses(k->puncher, &n);
+  for (size_t i = 0; i < n; i++) hsp_dht_addr_to_wire(wire + 6 * i, &a[i]);
+  hp->has_addresses = a != NULL;
+  hp->addresses = (hsp_dht_addrs_t){wire, n};
+}
+
+static void probe_round(connector_t *k) {
+  k->phase = HP_PROBE;
+  k->probe_replied = false;
+  /* Open our NAT towards the server's puncher first (TTL 5: it expires before their NAT). */
+  hsp_dht_puncher_open_session(k->puncher, &k->server_address);
+  uint8_t wire[HSP_DHT_NAT_CLASS_MAX * 6];
+  hsp_dht_holepunch_payload_t hp = {.firewall = (uint64_t)hsp_dht_puncher_firewall(k->puncher),
+                                    .round = k->round++, .has_remote_address = true,
+                                    .remote_address = k->server_address};
+  our_addresses(k, &hp, wire);
+  send_round(k, &k->server_relay, &k->server_relay_peer, &hp);
+}
+
+/* connect.js abort(): tell the server, then fail. */
+static void abort_punch(connector_t *k, int err) {
+  k->phase = HP_ABORTING;
+  k->abort_err = err;
+  hsp_dht_holepunch_payload_t hp = {.error = HSP_HYPER_ERROR_ABORTED,
+                                    .firewall = HSP_HYPER_FIREWALL_UNKNOWN, .round = k->round++};
+  send_round(k, &k->server_relay, &k->server_relay_peer, &hp);
+}
+
+static void punch_round(connector_t *k) {
+  /* We gossip our final NAT view now: freeze it. */
+  hsp_dht_puncher_freeze(k->puncher);
+  k->phase = HP_PUNCH;
+  uint8_t wire[HSP_DHT_NAT_CLASS_MAX * 6], token[32];
+  hsp_dht_holepunch_token(token, k->local_secret, k->server_address.host);
+  hsp_dht_holepunch_payload_t hp = {.firewall = (uint64_t)hsp_dht_puncher_firewall(k->puncher),
+                                    .round = k->round++, .punching = true, .token = token,
+                                    .remote_token = k->has_remote_token ? k->remote_token : NULL};
+  our_addresses(k, &hp, wire);
+  send_round(k, &k->relay_address, &k->server_address, &hp);
+}
+
+/* After a probe reply: wait out an UNKNOWN remote and our own NAT analysis, then decide. */
+static void probe_continue(connector_t *k) {
+  if (k->done || k->phase != HP_PROBE_WAIT) return;
+  if (hsp_dht_io_now(k->io) < k->wait_until || !hsp_dht_puncher_analyzed(k->puncher)) return;
+  int remote = hsp_dht_puncher_remote_firewall(k->puncher);
+  int local = hsp_dht_puncher_firewall(k->puncher);
+  if ((remote == HSP_HYPER_FIREWALL_UNKNOWN || !k->has_remote_token) && k->retry) {
+    k->retry = false;
+    probe_round(k);
+    return;
+  }
+  if (remote == HSP_HYPER_FIREWALL_UNKNOWN || local == HSP_HYPER_FIREWALL_UNKNOWN) {
+    abort_punch(k, HSP_DHT_CONN_EPROBETIMEOUT);
+    return;
+  }
+  if (remote >= HSP_HYPER_FIREWALL_RANDOM && local >= HSP_HYPER_FIREWALL_RANDOM) {
+    abort_punch(k, HSP_DHT_CONN_EDOUBLERANDOM);
+    return;
+  }
+  punch_round(k);
+}
+
+static void on_holepunch_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
+  connector_t *k = ctx;
+  k->inflight--;
+  if (k->done) goto out;
+  if (k->phase == HP_ABORTING) {
+    finish(k, k->abort_err);
+    goto out;
+  }
+  hsp_dht_holepunch_t hm;
+  uint8_t plain[MAX_HOLEPUNCH_PAYLOAD];
+  hsp_dht_holepunch_payload_t rp;
+  if (err || !r->has_value) {
+    finish(k, HSP_DHT_CONN_EPUNCHABORTED);
+    goto out;
+  }
+  if (!hsp_dht_addr_equal(&r->from, &k->relay_address_sent) ||
+      hsp_dht_holepunch_decode(&hm, r->value.data, r->value.len) != 0 ||
+      hm.mode != HSP_HYPER_REPLY) {
+    finish(k, HSP_DHT_CONN_ESERVER); /* BAD_HOLEPUNCH_REPLY */
+    goto out;
+  }
+  if (hm.payload.len > sizeof(plain) ||
+      hsp_dht_holepunch_payload_open(&rp, plain, sizeof(plain), hm.payload.data, hm.payload.len,
+                                     k->secret) != 0) {
+    finish(k, HSP_DHT_CONN_ESERVER); /* HOLEPUNCH_INVALID */
+    goto out;
+  }
+  if (rp.error) {
+    finish(k, HSP_DHT_CONN_EREMOTEABORTED);
+    goto out;
+  }
+  if (hsp_dht_puncher_connected(k->puncher)) goto out; /* on_punched finishes */
+  /* Our token echoed back verifies the address it was made for (the server's host). */
+  uint8_t token[32];
+  hsp_dht_holepunch_token(token, k->local_secret, k->server_address.host);
+  bool echoed = k->phase == HP_PUNCH && rp.remote_token && !memcmp(rp.remote_token, token, 32);
+  hsp_dht_puncher_update_remote(k->puncher, rp.punching, (int)rp.firewall,
+                                rp.has_addresses ? rp.addresses.wire : NULL,
+                                rp.has_addresses ? rp.addresses.count : 0,
+                                echoed ? k->server_address.host : NULL);
+  if (k->phase == HP_PROBE) {
+    if (rp.token) {
+      memcpy(k->remote_token, rp.token, 32);
+      k->has_remote_token = true;
+    }
+    hsp_dht_puncher_sample(k->puncher, &r->to, &r->from);
+    /* Same relay on both sides: the reply's peerAddress is the server's current puncher. */
+    if (hm.has_peer_address && hsp_dht_addr_equal(&k->server_relay, &k->relay_address) &&
+        !hsp_dht_addr_equal(&hm.peer_address, &k->server_address)) {
+      k->server_address = hm.peer_address;
+      hsp_dht_puncher_open_session(k->puncher, &k->server_address);
+    }
+    k->phase = HP_PROBE_WAIT;
+    k->wait_until = hsp_dht_io_now(k->io) +
+                    (rp.firewall == HSP_HYPER_FIREWALL_UNKNOWN ? REMOTE_UNKNOWN_WAIT_MS : 0);
+    hsp_dht_io_wake(k->io);
+    probe_continue(k);
+    goto out;
+  }
+  if (k->phase == HP_PUNCH) {
+    if (!hsp_dht_puncher_remote_punching(k->puncher)) {
+      finish(k, HSP_DHT_CONN_EREMOTEABORTED); /* REMOTE_NOT_HOLEPUNCHING */
+      goto out;
+    }
+    if (!hsp_dht_puncher_punch(k->puncher)) {
+      finish(k, HSP_DHT_CONN_ENOTPUNCHABLE);
+      goto out;
+    }
+    k->phase = HP_PUNCHING; /* on_punched or on_punch_abort ends it */
+  }
+out:
+  maybe_free(k);
+}
+
+static void on_punched(void *ctx, int socket, const hsp_ipv4_addr_t *from) {
+  connector_t *k = ctx;
+  if (k->done) return;
+  int e = hsp_dht__conn_start(k->conn, socket, from, k->remote_udx_id, &k->keys);
+  finish(k, e);
+  maybe_free(k);
+}
+
+static void on_punch_analyzed(void *ctx) { probe_continue(ctx); }
+
+static void on_punch_abort(void *ctx) {
+  connector_t *k = ctx;
+  finish(k, HSP_DHT_CONN_EPUNCHABORTED);
+  maybe_free(k);
+}
+
+static uint64_t hp_deadline(hsp_dht_io_ticker_t *t) {
+  connector_t *k = (connector_t *)((char *)t - offsetof(connector_t, ticker));
+  return k->phase == HP_PROBE_WAIT ? k->wait_until : UINT64_MAX;
+}
+
+static void hp_advance(hsp_dht_io_ticker_t *t, uint64_t now) {
+  (void)now;
+  connector_t *k = (connector_t *)((char *)t - offsetof(connector_t, ticker));
+  k->wait_until = 0;
+  probe_continue(k);
+  maybe_free(k);
+}
+
+static int start_holepunch(connector_t *k, const hsp_dht_noise_payload_t *p,
+                           const hsp_dht_reply_t *r, const hsp_ipv4_addr_t *server) {
+  hsp_noise_holepunch_secret(k->secret, k->keys.hash);
+  randombytes_buf(k->local_secret, sizeof(k->local_secret));
+  k->holepunch_id = p->holepunch_id;
+  k->server_address = *server;
+  k->relay_address = r->from;
+  /* pickServerRelay: the server's relay that is also ours, else its first. */
+  size_t pick = 0;
+  for (size_t i = 0; i < p->holepunch_relays.count; i++) {
+    hsp_ipv4_addr_t ra = hsp_dht_addr_from_wire(p->holepunch_relays.wire + 12 * i);
+    if (hsp_dht_addr_equal(&ra, &r->from)) {
+      pick = i;
+      break;
+    }
+  }
+  k->server_relay = hsp_dht_addr_from_wire(p->holepunch_relays.wire + 12 * pick);
+  k->server_relay_peer = hsp_dht_addr_from_wire(p->holepunch_relays.wire + 12 * pick + 6);
+  hsp_dht_puncher_cbs_t cbs = {on_punch_analyzed, on_punched, on_punch_abort, k};
+  int err = hsp_dht_puncher_create(&k->puncher, k->io, true, (int)p->firewall, &cbs);
+  if (err) return err;
+  k->ticker.deadline = hp_deadline;
+  k->ticker.advance = hp_advance;
+  hsp_dht_io_add_ticker(k->io, &k->ticker);
+  k->ticking = true;
+  k->retry = true;
+  probe_round(k);
+  return 0;
+}
+
 static void on_handshake_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
   connector_t *k = ctx;
   k->inflight--;
-  if (k->done || err || !r->has_value) goto out;
+  if (k->done || k->handshaked || err || !r->has_value) goto out;
   hsp_dht_handshake_t hs;
   if (hsp_dht_handshake_decode(&hs, r->value.data, r->value.len) != 0 ||
       hs.mode != HSP_HYPER_REPLY || !hs.noise.len) {
@@ -72,14 +331,16 @@ static void on_handshake_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
     finish(k, HSP_DHT_CONN_ESERVER);
     goto out;
   }
-  hsp_noise_result_t keys;
-  hsp_noise_get_result(&k->noise, &keys);
+  k->handshaked = true;
+  hsp_noise_get_result(&k->noise, &k->keys);
+  k->remote_udx_id = (uint32_t)p.udx_id;
   bool relayed = hs.has_peer_address;
   hsp_ipv4_addr_t server = relayed ? hs.peer_address : r->from;
   hsp_ipv4_addr_t client = r->to;
   hsp_ipv4_addr_t dest = server;
-  bool ok = false;
-  if (!relayed || p.firewall == HSP_HYPER_FIREWALL_OPEN) {
+  bool holepunchable = p.has_holepunch && p.holepunch_relays.count > 0;
+  if (!relayed || p.firewall == HSP_HYPER_FIREWALL_OPEN || !holepunchable) {
+    /* getFirstRemoteAddress: the first routable address it listed, else where it answered. */
     for (size_t i = 0; i < p.addresses4.count; i++) {
       hsp_ipv4_addr_t a = hsp_dht_addr_from_wire(p.addresses4.wire + 6 * i);
       if (!is_bogon(&a)) {
@@ -87,20 +348,17 @@ static void on_handshake_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
         break;
       }
     }
-    ok = true;
-  } else if (!memcmp(client.host, server.host, 4)) {
-    /* Same public host: the server's DHT socket answers directly on this host/LAN. */
-    ok = true;
-  }
-  if (!ok) {
-    finish(k, HSP_DHT_CONN_ECANNOTPUNCH);
+  } else if (memcmp(client.host, server.host, 4) != 0) {
+    int e = start_holepunch(k, &p, r, &server);
+    if (e) finish(k, e);
     goto out;
   }
-  int e = hsp_dht__conn_start(k->conn, 0, &dest, (uint32_t)p.udx_id, &keys);
-  hsp_crypto_wipe(&keys, sizeof(keys));
+  /* else same public host: the server's DHT socket answers directly on this host/LAN. */
+  int e = hsp_dht__conn_start(k->conn, 0, &dest, k->remote_udx_id, &k->keys);
   finish(k, e);
 out:
-  if (!k->done && k->query_done && k->inflight == 0) finish(k, HSP_DHT_CONN_EFAILED);
+  if (!k->done && !k->handshaked && k->query_done && k->inflight == 0)
+    finish(k, HSP_DHT_CONN_EFAILED);
   maybe_free(k);
 }
 
@@ -118,7 +376,7 @@ static void send_handshake(connector_t *k, const hsp_ipv4_addr_t *to) {
 
 static void on_peer_reply(void *ctx, const hsp_dht_reply_t *r) {
   connector_t *k = ctx;
-  if (k->done || !r->has_value || !r->value.len) return;
+  if (k->done || k->handshaked || !r->has_value || !r->value.len) return;
   k->found = true;
   if (k->inflight < MAX_HANDSHAKES) send_handshake(k, &r->from);
 }
@@ -127,7 +385,7 @@ static void on_query_done(void *ctx, const hsp_dht_query_result_t *res) {
   (void)res;
   connector_t *k = ctx;
   k->query_done = true;
-  if (!k->done && k->inflight == 0)
+  if (!k->done && !k->handshaked && k->inflight == 0)
     finish(k, k->found ? HSP_DHT_CONN_EFAILED : HSP_DHT_CONN_ENOTFOUND);
   maybe_free(k);
 }

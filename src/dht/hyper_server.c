@@ -5,11 +5,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "announcer.h"
 #include "hyper_conn_internal.h"
+#include "puncher.h"
 
 #define SESSIONS 32
 #define HANDSHAKE_WAIT_MS 10000 /* HANDSHAKE_INITIAL_TIMEOUT and HANDSHAKE_CLEAR_WAIT */
+#define RANDOM_PUNCH_INTERVAL_MS 20000
+#define PENDING_PUNCHES 4
+#define MAX_HOLEPUNCH_PAYLOAD 512
+
+/* A PEER_HOLEPUNCH waiting for our NAT analysis (server.js awaits p.analyze()). */
+typedef struct pending_punch {
+  bool used;
+  hsp_dht_incoming_t req; /* its value view is not used after the handler */
+  hsp_ipv4_addr_t peer_address;
+  uint8_t payload[MAX_HOLEPUNCH_PAYLOAD];
+  size_t payload_len;
+} pending_punch_t;
 
 typedef struct session {
   hsp_dht_server_t *server;
@@ -21,6 +36,14 @@ typedef struct session {
   uint32_t remote_udx_id;
   hsp_noise_result_t keys;
   uint64_t deadline;
+  /* holepunch state (server.js hs.puncher / hs.payload / hs.round) */
+  bool has_secret;
+  uint8_t secret[32];       /* holepunchSecret: encrypts PEER_HOLEPUNCH payloads */
+  uint8_t local_secret[32]; /* keys our address tokens */
+  hsp_dht_puncher_t *puncher;
+  uint64_t round;
+  bool randomized; /* counted in the server's random punch limit */
+  pending_punch_t pending[PENDING_PUNCHES];
 } session_t;
 
 struct hsp_dht_server {
@@ -36,9 +59,27 @@ struct hsp_dht_server {
   void (*close_cb)(void *);
   void *close_ctx;
   bool closing;
+  int random_punches;        /* active random punches (limit 1, as randomPunchLimit) */
+  uint64_t last_random_punch; /* 0 = never */
 };
 
+static void release_puncher(session_t *x) {
+  if (!x->puncher) return;
+  hsp_dht_puncher_destroy(x->puncher);
+  x->puncher = NULL;
+  if (x->randomized) {
+    x->randomized = false;
+    x->server->random_punches--;
+    x->server->last_random_punch = hsp_dht_io_now(x->server->io);
+  }
+  for (size_t i = 0; i < PENDING_PUNCHES; i++) x->pending[i].used = false;
+}
+
 static void drop_session(session_t *x) {
+  release_puncher(x);
+  hsp_crypto_wipe(x->secret, sizeof(x->secret));
+  hsp_crypto_wipe(x->local_secret, sizeof(x->local_secret));
+  x->has_secret = false;
   if (x->conn) {
     hsp_dht_conn_t *c = x->conn;
     x->conn = NULL;
@@ -65,6 +106,8 @@ static void hand_over(session_t *x, int socket, const hsp_ipv4_addr_t *to) {
     return;
   }
   hsp_crypto_wipe(&x->keys, sizeof(x->keys));
+  release_puncher(x); /* after the start: the connection holds its socket now */
+  x->deadline = hsp_dht_io_now(x->server->io) + HANDSHAKE_WAIT_MS;
   x->server->on_connection(x->server->ctx, c);
 }
 
@@ -77,10 +120,14 @@ static int stream_firewall(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, const st
   hsp_ipv4_addr_t a;
   memcpy(a.host, &sa->sin_addr, 4);
   a.port = ntohs(sa->sin_port);
-  int which = sock == hsp_dht_io_socket(x->server->io, 0) ? 0 : 1;
+  int which = hsp_dht_io_socket_id(x->server->io, sock);
+  if (which < 0 || a.port == 0) return 1;
   hand_over(x, which, &a);
   return 0;
 }
+
+static void on_puncher_analyzed(void *ctx);
+static void on_puncher_abort(void *ctx);
 
 static session_t *new_session(hsp_dht_server_t *s, const uint8_t key[32]) {
   for (size_t i = 0; i < SESSIONS; i++) {
@@ -107,7 +154,7 @@ static bool on_handshake(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht
     if (x->used && !memcmp(x->key, key, 32)) {
       out->data = x->reply;
       out->len = x->reply_len;
-      out->socket = 0;
+      out->socket = x->puncher ? hsp_dht_puncher_socket(x->puncher) : 0;
       return true;
     }
   }
@@ -182,19 +229,184 @@ static bool on_handshake(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht
   out->len = x->reply_len;
   out->socket = 0;
   ok = true;
+  if (error) goto done;
   /* A reachable client, or one that asked us directly, gets our stream at once. */
-  if (!error && (cp.firewall == HSP_HYPER_FIREWALL_OPEN || hs->mode == HSP_HYPER_FROM_CLIENT))
+  if (cp.firewall == HSP_HYPER_FIREWALL_OPEN || hs->mode == HSP_HYPER_FROM_CLIENT) {
     hand_over(x, 0, client_address);
-  (void)req;
+    goto done;
+  }
+  /* Same public host (req->to is us as the relay sees us): the client reaches our DHT socket
+   * directly (LAN shortcut); we are reachable (OPEN): it connects to us. Otherwise punch:
+   * the reply leaves from the puncher socket, so the client learns that socket's public
+   * address (server.js replyFromPuncher). */
+  if (!memcmp(client_address->host, req->to.host, 4) || open) goto done;
+  hsp_noise_holepunch_secret(x->secret, x->keys.hash);
+  randombytes_buf(x->local_secret, sizeof(x->local_secret));
+  x->has_secret = true;
+  hsp_dht_puncher_cbs_t cbs = {on_puncher_analyzed, NULL, on_puncher_abort, x};
+  if (hsp_dht_puncher_create(&x->puncher, s->io, false, (int)cp.firewall, &cbs) == 0)
+    out->socket = hsp_dht_puncher_socket(x->puncher);
 done:
   hsp_noise_wipe(&noise);
   return ok;
 }
 
-/* Holepunching is not implemented: no reply, the client's round times out. */
+static bool from_our_relay(const hsp_dht_server_t *s, const hsp_ipv4_addr_t *from) {
+  for (size_t i = 0; i < s->announcer.relay_count; i++)
+    if (hsp_dht_addr_equal(&s->announcer.relays[i].relay_address, from)) return true;
+  return false;
+}
+
+/* Send a sealed holepunch payload back through the relay that brought the request. */
+static void send_punch_reply(session_t *x, const hsp_dht_incoming_t *req,
+                             const hsp_ipv4_addr_t *peer, const hsp_dht_holepunch_payload_t *hp,
+                             int socket) {
+  uint8_t sealed[MAX_HOLEPUNCH_PAYLOAD], nonce[24], buf[MAX_HOLEPUNCH_PAYLOAD + 64];
+  randombytes_buf(nonce, sizeof(nonce));
+  long n = hsp_dht_holepunch_payload_seal(sealed, sizeof(sealed), hp, x->secret, nonce);
+  if (n < 0) return;
+  hsp_dht_holepunch_t m = {.mode = HSP_HYPER_FROM_SERVER, .id = 0, .payload = {sealed, (size_t)n},
+                           .has_peer_address = true, .peer_address = *peer};
+  long len = hsp_dht_holepunch_encode(buf, sizeof(buf), &m);
+  if (len < 0) return;
+  hsp_dht_node_relay(hsp_dht_io_node(x->server->io), req, buf, (size_t)len, true, &req->from,
+                     socket);
+}
+
+/* server.js _abort: tell the client (from the DHT socket) and stop punching; the session
+ * lingers for dedupe until its deadline. */
+static void abort_punch(session_t *x, const hsp_dht_incoming_t *req, const hsp_ipv4_addr_t *peer,
+                        uint64_t error) {
+  hsp_dht_server_t *s = x->server;
+  hsp_dht_holepunch_payload_t hp = {.error = error, .firewall = HSP_HYPER_FIREWALL_UNKNOWN,
+                                    .round = x->round};
+  send_punch_reply(x, req, peer, &hp, hsp_dht_node_firewalled(hsp_dht_io_node(s->io)) ? 1 : 0);
+  release_puncher(x);
+  if (x->conn) {
+    hsp_dht_conn_t *c = x->conn;
+    x->conn = NULL;
+    c->user = NULL;
+    hsp_dht_conn_destroy(c);
+  }
+  x->deadline = hsp_dht_io_now(s->io) + HANDSHAKE_WAIT_MS;
+}
+
+/* server.js _onpeerholepunch after the NAT analysis settled. */
+static void answer_punch(session_t *x, const hsp_dht_incoming_t *req, const hsp_ipv4_addr_t *peer,
+                         const uint8_t *payload, size_t payload_len) {
+  hsp_dht_server_t *s = x->server;
+  hsp_dht_puncher_t *p = x->puncher;
+  uint8_t plain[MAX_HOLEPUNCH_PAYLOAD];
+  hsp_dht_holepunch_payload_t rp;
+  if (!p || payload_len < HSP_DHT_HOLEPUNCH_OVERHEAD ||
+      hsp_dht_holepunch_payload_open(&rp, plain, sizeof(plain), payload, payload_len,
+                                     x->secret) != 0)
+    return; /* undecryptable: no reply, as the reference */
+  if (rp.error) {
+    if (rp.round >= x->round) x->round = rp.round;
+    abort_punch(x, req, peer, HSP_HYPER_ERROR_ABORTED);
+    return;
+  }
+  uint8_t token[32];
+  hsp_dht_holepunch_token(token, x->local_secret, peer->host);
+  bool server_relay = from_our_relay(s, &req->from);
+  bool echoed = server_relay && rp.remote_token && !memcmp(rp.remote_token, token, 32);
+  if (rp.round >= x->round) {
+    x->round = rp.round;
+    hsp_dht_puncher_update_remote(p, rp.punching, (int)rp.firewall,
+                                  rp.has_addresses ? rp.addresses.wire : NULL,
+                                  rp.has_addresses ? rp.addresses.count : 0,
+                                  echoed ? peer->host : NULL);
+  }
+  bool stable = !hsp_dht_puncher_unstable(p);
+  if (!hsp_dht_puncher_remote_punching(p) && !stable) {
+    abort_punch(x, req, peer, HSP_HYPER_ERROR_ABORTED);
+    return;
+  }
+  int fw = hsp_dht_puncher_firewall(p);
+  bool consistent = fw == HSP_HYPER_FIREWALL_OPEN || fw == HSP_HYPER_FIREWALL_CONSISTENT;
+  /* Fast mode: the client opened a session to an address we know is ours, so a probe back
+   * now gets through its NAT: often connected before any punch round. */
+  if (consistent && rp.has_remote_address && hsp_dht_puncher_has_address(p, &rp.remote_address))
+    hsp_dht_puncher_ping(p, peer);
+  if (hsp_dht_puncher_remote_punching(p)) {
+    int rfw = hsp_dht_puncher_remote_firewall(p);
+    if (rfw >= HSP_HYPER_FIREWALL_RANDOM || fw >= HSP_HYPER_FIREWALL_RANDOM) {
+      uint64_t now = hsp_dht_io_now(s->io);
+      if (!x->randomized &&
+          (s->random_punches >= 1 ||
+           (s->last_random_punch && now - s->last_random_punch < RANDOM_PUNCH_INTERVAL_MS))) {
+        abort_punch(x, req, peer, HSP_HYPER_ERROR_TRY_LATER); /* no blind relay to wait on */
+        return;
+      }
+      if (!x->randomized) {
+        x->randomized = true;
+        s->random_punches++;
+      }
+    }
+    if (!hsp_dht_puncher_punch(p)) {
+      abort_punch(x, req, peer, HSP_HYPER_ERROR_ABORTED);
+      return;
+    }
+    x->deadline = UINT64_MAX; /* the puncher's schedule bounds it now (on_puncher_abort) */
+  }
+  if (fw != HSP_HYPER_FIREWALL_UNKNOWN) hsp_dht_puncher_freeze(p);
+  size_t naddr;
+  const hsp_ipv4_addr_t *addrs = hsp_dht_puncher_addresses(p, &naddr);
+  uint8_t wire[HSP_DHT_NAT_CLASS_MAX * 6];
+  for (size_t i = 0; i < naddr; i++) hsp_dht_addr_to_wire(wire + 6 * i, &addrs[i]);
+  hsp_dht_holepunch_payload_t hp = {.error = 0, .firewall = (uint64_t)fw, .round = x->round,
+                                    .connected = hsp_dht_puncher_connected(p),
+                                    .punching = hsp_dht_puncher_punching(p),
+                                    .has_addresses = addrs != NULL,
+                                    .addresses = {wire, naddr},
+                                    .token = server_relay ? token : NULL,
+                                    .remote_token = rp.token};
+  send_punch_reply(x, req, peer, &hp, hsp_dht_puncher_socket(p));
+}
+
+static void on_puncher_analyzed(void *ctx) {
+  session_t *x = ctx;
+  for (size_t i = 0; i < PENDING_PUNCHES && x->puncher; i++) {
+    pending_punch_t *q = &x->pending[i];
+    if (!q->used) continue;
+    q->used = false;
+    answer_punch(x, &q->req, &q->peer_address, q->payload, q->payload_len);
+  }
+}
+
+static void on_puncher_abort(void *ctx) {
+  session_t *x = ctx;
+  if (x->conn) drop_session(x); /* punched for the whole schedule without a connection */
+  else release_puncher(x);
+}
+
 static bool on_holepunch(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht_holepunch_t *hp,
                          hsp_dht_server_reply_t *out) {
-  (void)ctx, (void)req, (void)hp, (void)out;
+  (void)out; /* replies are sent by answer_punch, possibly later */
+  hsp_dht_server_t *s = ctx;
+  if (s->closing || hp->id >= SESSIONS || !hp->has_peer_address) return false;
+  session_t *x = &s->sessions[hp->id];
+  /* No puncher (LAN/OPEN sessions, or already connected): stay silent, as before. */
+  if (!x->used || !x->has_secret || !x->puncher) return false;
+  if (hp->payload.len > MAX_HOLEPUNCH_PAYLOAD) return false;
+  if (req->socket == hsp_dht_puncher_socket(x->puncher))
+    hsp_dht_puncher_sample(x->puncher, &req->to, &req->from);
+  if (hsp_dht_puncher_analyzed(x->puncher)) {
+    answer_punch(x, req, &hp->peer_address, hp->payload.data, hp->payload.len);
+    return true;
+  }
+  for (size_t i = 0; i < PENDING_PUNCHES; i++) {
+    pending_punch_t *q = &x->pending[i];
+    if (q->used) continue;
+    q->used = true;
+    q->req = *req;
+    q->req.value = (hsp_bytes_t){NULL, 0};
+    q->peer_address = hp->peer_address;
+    memcpy(q->payload, hp->payload.data, hp->payload.len);
+    q->payload_len = hp->payload.len;
+    return true;
+  }
   return false;
 }
 
