@@ -199,3 +199,11 @@ void hsp_dht_conn_destroy(hsp_dht_conn_t *c) { hsp_udx_stream_destroy(&c->stream
 const uint8_t *hsp_dht_conn_remote_public_key(const hsp_dht_conn_t *c) {
   return c->keys.remote_public_key;
 }
+
+bool hsp_dht_conn_remote_address(const hsp_dht_conn_t *c, hsp_ipv4_addr_t *out) {
+  if (!c->started || c->stream.remote_addr.ss_family != AF_INET) return false;
+  const struct sockaddr_in *sa = (const struct sockaddr_in *)&c->stream.remote_addr;
+  memcpy(out->host, &sa->sin_addr, 4);
+  out->port = ntohs(sa->sin_port);
+  return true;
+}

@@ -55,6 +55,8 @@ size_t hsp_dht_conn_write_queue_size(const hsp_dht_conn_t *c);
 int hsp_dht_conn_end(hsp_dht_conn_t *c);
 void hsp_dht_conn_destroy(hsp_dht_conn_t *c);
 const uint8_t *hsp_dht_conn_remote_public_key(const hsp_dht_conn_t *c);
+/* Where the stream's packets go: the peer (direct or holepunched path). False before start. */
+bool hsp_dht_conn_remote_address(const hsp_dht_conn_t *c, hsp_ipv4_addr_t *out);
 
 /* cb gets an open connection (set its callbacks inside cb) or an error. */
 typedef void (*hsp_dht_connect_cb)(void *ctx, hsp_dht_conn_t *conn, int err);
