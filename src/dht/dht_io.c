@@ -461,6 +461,33 @@ int hsp_dht_io_send_probe(hsp_dht_io_t *io, int id, const hsp_ipv4_addr_t *to, u
   return err ? err - 100 : 0;
 }
 
+size_t hsp_dht_io_local_addresses(hsp_dht_io_t *io, hsp_ipv4_addr_t *out, size_t max) {
+  size_t n = 0;
+  static const uint8_t any[4] = {0, 0, 0, 0}, loopback[4] = {127, 0, 0, 1};
+  if (!max) return 0;
+  if (memcmp(io->address.host, any, 4) != 0) {
+    out[0] = io->address;
+    return 1;
+  }
+  uv_interface_address_t *ifs = NULL;
+  int count = 0;
+  if (uv_interface_addresses(&ifs, &count) == 0) {
+    for (int i = 0; i < count && n < max; i++) {
+      if (ifs[i].is_internal || ifs[i].address.address4.sin_family != AF_INET) continue;
+      memcpy(out[n].host, &ifs[i].address.address4.sin_addr, 4);
+      out[n].port = io->address.port;
+      n++;
+    }
+    uv_free_interface_addresses(ifs, count);
+  }
+  if (n == 0) {
+    memcpy(out[0].host, loopback, 4);
+    out[0].port = io->address.port;
+    n = 1;
+  }
+  return n;
+}
+
 void hsp_dht_io_on_request(hsp_dht_io_t *io,
                            bool (*cb)(void *, hsp_dht_node_t *, const hsp_dht_incoming_t *),
                            void *ctx) {

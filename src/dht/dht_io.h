@@ -101,6 +101,11 @@ int hsp_dht_io_socket_id(hsp_dht_io_t *io, const hsp_udx_socket_t *s);
 /* A 1-byte holepunch probe (0x00) from socket id with IP TTL ttl (0 = default). */
 int hsp_dht_io_send_probe(hsp_dht_io_t *io, int id, const hsp_ipv4_addr_t *to, uint8_t ttl);
 
+/* holepuncher.js localAddresses: our LAN addresses with the server socket's port: the bind
+ * host if it is specific (e.g. 127.0.0.1), else every non-internal IPv4 interface, else
+ * 127.0.0.1. Returns the count (at most max). */
+size_t hsp_dht_io_local_addresses(hsp_dht_io_t *io, hsp_ipv4_addr_t *out, size_t max);
+
 /* Application request hook run before the store (e.g. test commands); may be NULL. */
 void hsp_dht_io_on_request(hsp_dht_io_t *io,
                            bool (*cb)(void *ctx, hsp_dht_node_t *node,

@@ -62,5 +62,13 @@ bool hsp_dht_conn_remote_address(const hsp_dht_conn_t *c, hsp_ipv4_addr_t *out);
 typedef void (*hsp_dht_connect_cb)(void *ctx, hsp_dht_conn_t *conn, int err);
 int hsp_dht_connect(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
                     const uint8_t remote_public_key[32], hsp_dht_connect_cb cb, void *ctx);
+typedef struct hsp_dht_connect_opts {
+  /* connect.js localConnection (default true): share our LAN addresses and, when the server
+   * shares our public host, try its LAN address first. false forces the holepunch path. */
+  bool local_connection;
+} hsp_dht_connect_opts_t;
+int hsp_dht_connect_with(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
+                         const uint8_t remote_public_key[32], const hsp_dht_connect_opts_t *opts,
+                         hsp_dht_connect_cb cb, void *ctx);
 
 #endif

@@ -1,4 +1,5 @@
 /* Client connect by public key (hyper_conn.h; hyperdht connect.js, hyperdht.md §4). */
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,8 @@
 #define MAX_HANDSHAKES 2
 #define REMOTE_UNKNOWN_WAIT_MS 1000 /* connect.js probeRound: let the server classify its NAT */
 #define MAX_HOLEPUNCH_PAYLOAD 512
+#define MAX_LOCAL_ADDRESSES 4
+#define PASSIVE_WAIT_MS 10000
 
 enum { HP_NONE = 0, HP_PROBE, HP_PROBE_WAIT, HP_PUNCH, HP_PUNCHING, HP_ABORTING };
 
@@ -42,6 +45,8 @@ typedef struct connector {
   hsp_ipv4_addr_t relay_address_sent; /* where the last holepunch request went */
   hsp_dht_io_ticker_t ticker;
   bool ticking;
+  bool lan, open;        /* localConnection option; we told the server we are reachable */
+  uint64_t passive_until; /* we are OPEN: the server connects to us (connect.js) */
 } connector_t;
 
 static void finish(connector_t *k, int err) {
@@ -56,6 +61,7 @@ static void finish(connector_t *k, int err) {
   hsp_crypto_wipe(k->local_secret, sizeof(k->local_secret));
   hsp_dht_conn_t *c = k->conn;
   k->conn = NULL;
+  if (c->user == k) c->user = NULL;
   if (err) {
     hsp_dht_conn_destroy(c); /* its close callback is unset: it just frees */
     k->cb(k->ctx, NULL, err);
@@ -71,13 +77,6 @@ static void maybe_free(connector_t *k) {
   if (k->done && k->inflight == 0 && (k->query_done || k->query <= 0)) free(k);
 }
 
-
-static bool is_bogon(const hsp_ipv4_addr_t *a) {
-  /* Unroutable on the internet: a server listing one is describing its LAN. */
-  return a->host[0] == 0 || a->host[0] == 10 || (a->host[0] == 172 && (a->host[1] & 0xf0) == 16) ||
-         (a->host[0] == 192 && a->host[1] == 168) || a->host[0] == 127 ||
-         (a->host[0] == 169 && a->host[1] == 254);
-}
 
 /* ---- holepunching (connect.js holepunch / probeRound / roundPunch) ---------------------- */
 
@@ -266,15 +265,68 @@ static void on_punch_abort(void *ctx) {
 
 static uint64_t hp_deadline(hsp_dht_io_ticker_t *t) {
   connector_t *k = (connector_t *)((char *)t - offsetof(connector_t, ticker));
-  return k->phase == HP_PROBE_WAIT ? k->wait_until : UINT64_MAX;
+  uint64_t d = k->phase == HP_PROBE_WAIT ? k->wait_until : UINT64_MAX;
+  return k->passive_until && k->passive_until < d ? k->passive_until : d;
 }
 
 static void hp_advance(hsp_dht_io_ticker_t *t, uint64_t now) {
   (void)now;
   connector_t *k = (connector_t *)((char *)t - offsetof(connector_t, ticker));
-  k->wait_until = 0;
-  probe_continue(k);
+  if (k->passive_until && now >= k->passive_until) {
+    finish(k, HSP_DHT_CONN_EPUNCHABORTED);
+  } else if (k->phase == HP_PROBE_WAIT && now >= k->wait_until) {
+    k->wait_until = 0;
+    probe_continue(k);
+  }
   maybe_free(k);
+}
+
+static void start_ticker(connector_t *k) {
+  if (k->ticking) return;
+  k->ticker.deadline = hp_deadline;
+  k->ticker.advance = hp_advance;
+  hsp_dht_io_add_ticker(k->io, &k->ticker);
+  k->ticking = true;
+}
+
+/* The LAN shortcut: the server answered our ping on its LAN address. */
+static void on_lan_ping(void *ctx, const hsp_dht_reply_t *r, int err) {
+  connector_t *k = ctx;
+  k->inflight--;
+  if (!k->done && !err) {
+    hsp_ipv4_addr_t to = r->from;
+    finish(k, hsp_dht__conn_start(k->conn, 0, &to, k->remote_udx_id, &k->keys));
+  } else if (!k->done && !k->puncher) {
+    finish(k, HSP_DHT_CONN_EPUNCHABORTED);
+  }
+  maybe_free(k);
+}
+
+static void lan_ping(connector_t *k, const hsp_ipv4_addr_t *to) {
+  hsp_dht_request_opts_t o;
+  hsp_dht_request_opts_default(&o);
+  o.to = *to;
+  o.internal = true;
+  o.command = HSP_DHT_CMD_PING;
+  if (hsp_dht_node_request(hsp_dht_io_node(k->io), &o, on_lan_ping, k) > 0) k->inflight++;
+}
+
+/* We are OPEN: the server connects to us; its first UDX packet tells us from where. */
+static int passive_firewall(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, const struct sockaddr *from) {
+  hsp_dht_conn_t *c = s->data;
+  if (c->started) return 1; /* user belongs to the application now */
+  connector_t *k = c->user;
+  if (!k || k->done || !k->handshaked || from->sa_family != AF_INET) return 1;
+  const struct sockaddr_in *sa = (const struct sockaddr_in *)from;
+  hsp_ipv4_addr_t a;
+  memcpy(a.host, &sa->sin_addr, 4);
+  a.port = ntohs(sa->sin_port);
+  int which = hsp_dht_io_socket_id(k->io, sock);
+  if (which < 0 || !a.port) return 1;
+  c->user = NULL;
+  finish(k, hsp_dht__conn_start(c, which, &a, k->remote_udx_id, &k->keys));
+  maybe_free(k);
+  return 0;
 }
 
 static int start_holepunch(connector_t *k, const hsp_dht_noise_payload_t *p,
@@ -298,10 +350,7 @@ static int start_holepunch(connector_t *k, const hsp_dht_noise_payload_t *p,
   hsp_dht_puncher_cbs_t cbs = {on_punch_analyzed, on_punched, on_punch_abort, k};
   int err = hsp_dht_puncher_create(&k->puncher, k->io, true, (int)p->firewall, &cbs);
   if (err) return err;
-  k->ticker.deadline = hp_deadline;
-  k->ticker.advance = hp_advance;
-  hsp_dht_io_add_ticker(k->io, &k->ticker);
-  k->ticking = true;
+  start_ticker(k);
   k->retry = true;
   probe_round(k);
   return 0;
@@ -337,25 +386,55 @@ static void on_handshake_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
   bool relayed = hs.has_peer_address;
   hsp_ipv4_addr_t server = relayed ? hs.peer_address : r->from;
   hsp_ipv4_addr_t client = r->to;
-  hsp_ipv4_addr_t dest = server;
+  hsp_ipv4_addr_t dest = r->from; /* not relayed: the server's own node answered */
   bool holepunchable = p.has_holepunch && p.holepunch_relays.count > 0;
-  if (!relayed || p.firewall == HSP_HYPER_FIREWALL_OPEN || !holepunchable) {
+  if (!relayed) {
+    finish(k, hsp_dht__conn_start(k->conn, 0, &dest, k->remote_udx_id, &k->keys));
+    goto out;
+  }
+  if (p.firewall == HSP_HYPER_FIREWALL_OPEN || !holepunchable) {
     /* getFirstRemoteAddress: the first routable address it listed, else where it answered. */
+    dest = server;
     for (size_t i = 0; i < p.addresses4.count; i++) {
       hsp_ipv4_addr_t a = hsp_dht_addr_from_wire(p.addresses4.wire + 6 * i);
-      if (!is_bogon(&a)) {
+      if (!hsp_dht_ip_bogon(a.host)) {
         dest = a;
         break;
       }
     }
-  } else if (memcmp(client.host, server.host, 4) != 0) {
-    int e = start_holepunch(k, &p, r, &server);
-    if (e) finish(k, e);
+    if (p.firewall == HSP_HYPER_FIREWALL_OPEN || !k->lan || memcmp(client.host, server.host, 4)) {
+      finish(k, hsp_dht__conn_start(k->conn, 0, &dest, k->remote_udx_id, &k->keys));
+      goto out;
+    }
+  }
+  if (k->open) {
+    k->passive_until = hsp_dht_io_now(k->io) + PASSIVE_WAIT_MS;
+    start_ticker(k);
     goto out;
   }
-  /* else same public host: the server's DHT socket answers directly on this host/LAN. */
-  int e = hsp_dht__conn_start(k->conn, 0, &dest, k->remote_udx_id, &k->keys);
-  finish(k, e);
+  /* Same public host (a shared NAT, or this machine): race a ping to the server's LAN
+   * address (nearest to ours) against the holepunch (connect.js). */
+  bool lan_tried = false;
+  if (k->lan && !memcmp(client.host, server.host, 4)) {
+    hsp_ipv4_addr_t cand[MAX_LOCAL_ADDRESSES * 2], local[MAX_LOCAL_ADDRESSES];
+    size_t ncand = 0;
+    for (size_t i = 0; i < p.addresses4.count && ncand < MAX_LOCAL_ADDRESSES * 2; i++) {
+      hsp_ipv4_addr_t a = hsp_dht_addr_from_wire(p.addresses4.wire + 6 * i);
+      if (!hsp_dht_ip_reserved(a.host)) cand[ncand++] = a;
+    }
+    if (ncand) {
+      size_t nlocal = hsp_dht_io_local_addresses(k->io, local, MAX_LOCAL_ADDRESSES);
+      int m = hsp_dht_match_address(local, nlocal, cand, ncand);
+      lan_ping(k, &cand[m < 0 ? 0 : m]);
+      lan_tried = true;
+    }
+  }
+  if (!holepunchable) {
+    if (!lan_tried) finish(k, HSP_DHT_CONN_ECANNOTPUNCH);
+    goto out;
+  }
+  int e = start_holepunch(k, &p, r, &server);
+  if (e) finish(k, e);
 out:
   if (!k->done && !k->handshaked && k->query_done && k->inflight == 0)
     finish(k, HSP_DHT_CONN_EFAILED);
@@ -392,9 +471,17 @@ static void on_query_done(void *ctx, const hsp_dht_query_result_t *res) {
 
 int hsp_dht_connect(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
                     const uint8_t remote_public_key[32], hsp_dht_connect_cb cb, void *ctx) {
+  hsp_dht_connect_opts_t o = {.local_connection = true};
+  return hsp_dht_connect_with(io, kp, remote_public_key, &o, cb, ctx);
+}
+
+int hsp_dht_connect_with(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
+                         const uint8_t remote_public_key[32], const hsp_dht_connect_opts_t *opts,
+                         hsp_dht_connect_cb cb, void *ctx) {
   connector_t *k = calloc(1, sizeof(*k));
   if (!k) return HSP_DHT_ENOMEM;
   k->io = io;
+  k->lan = opts->local_connection;
   k->cb = cb;
   k->ctx = ctx;
   hsp_crypto_hash(k->target, remote_public_key, 32);
@@ -404,7 +491,8 @@ int hsp_dht_connect(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
   hsp_dht_node_t *node = hsp_dht_io_node(io);
   hsp_ipv4_addr_t pub;
   bool open = hsp_dht_node_remote_address(node, &pub);
-  uint8_t addr_wire[6];
+  uint8_t addr_wire[6 * (MAX_LOCAL_ADDRESSES + 1)];
+  k->open = open;
   hsp_dht_noise_payload_t p = {.version = 1,
                                .firewall = open ? HSP_HYPER_FIREWALL_OPEN
                                                 : HSP_HYPER_FIREWALL_UNKNOWN,
@@ -412,9 +500,19 @@ int hsp_dht_connect(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
                                .udx_id = k->conn->stream.local_id,
                                .has_secret_stream = true,
                                .secret_stream_version = 1};
+  /* addresses4: our public address when reachable, then our LAN addresses (localConnection). */
+  size_t naddr = 0;
+  if (open) hsp_dht_addr_to_wire(addr_wire + 6 * naddr++, &pub);
+  if (k->lan) {
+    hsp_ipv4_addr_t local[MAX_LOCAL_ADDRESSES];
+    size_t nlocal = hsp_dht_io_local_addresses(io, local, MAX_LOCAL_ADDRESSES);
+    for (size_t i = 0; i < nlocal; i++) hsp_dht_addr_to_wire(addr_wire + 6 * naddr++, &local[i]);
+  }
+  p.addresses4 = (hsp_dht_addrs_t){addr_wire, naddr};
   if (open) {
-    hsp_dht_addr_to_wire(addr_wire, &pub);
-    p.addresses4 = (hsp_dht_addrs_t){addr_wire, 1};
+    /* The server may connect to us first: accept its first packet (passive mode). */
+    k->conn->user = k;
+    hsp_udx_stream_set_firewall(&k->conn->stream, passive_firewall);
   }
   uint8_t plain[256], noise[512];
   long plen = hsp_dht_noise_payload_encode(plain, sizeof(plain), &p);

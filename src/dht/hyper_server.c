@@ -16,6 +16,7 @@
 #define RANDOM_PUNCH_INTERVAL_MS 20000
 #define PENDING_PUNCHES 4
 #define MAX_HOLEPUNCH_PAYLOAD 512
+#define MAX_LOCAL_ADDRESSES 4
 
 /* A PEER_HOLEPUNCH waiting for our NAT analysis (server.js awaits p.analyze()). */
 typedef struct pending_punch {
@@ -30,7 +31,7 @@ typedef struct session {
   hsp_dht_server_t *server;
   bool used;
   uint8_t key[32];     /* hash of msg1: relayed copies of one handshake get one answer */
-  uint8_t reply[256];  /* msg2 */
+  uint8_t reply[512];  /* msg2 */
   size_t reply_len;
   hsp_dht_conn_t *conn; /* until handed over */
   uint32_t remote_udx_id;
@@ -187,15 +188,20 @@ static bool on_handshake(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht
     hsp_udx_stream_set_firewall(&x->conn->stream, stream_firewall);
   }
   hsp_dht_node_t *node = hsp_dht_io_node(s->io);
-  hsp_ipv4_addr_t pub;
+  hsp_ipv4_addr_t pub, local[MAX_LOCAL_ADDRESSES];
   bool open = hsp_dht_node_remote_address(node, &pub);
-  uint8_t addr_wire[6], relays_wire[HSP_DHT_ANNOUNCE_RELAYS * 12], ra_wire[HSP_DHT_ANNOUNCE_RELAYS * 6];
+  size_t nlocal = hsp_dht_io_local_addresses(s->io, local, MAX_LOCAL_ADDRESSES);
+  uint8_t addr_wire[6 * (MAX_LOCAL_ADDRESSES + 1)], relays_wire[HSP_DHT_ANNOUNCE_RELAYS * 12],
+      ra_wire[HSP_DHT_ANNOUNCE_RELAYS * 6];
   hsp_dht_noise_payload_t p = {.version = 1, .error = error,
                                .firewall = open ? HSP_HYPER_FIREWALL_OPEN : HSP_HYPER_FIREWALL_UNKNOWN};
-  if (open) {
-    hsp_dht_addr_to_wire(addr_wire, &pub);
-    p.addresses4 = (hsp_dht_addrs_t){addr_wire, 1};
-  } else {
+  /* addresses4: our public address when reachable, then our LAN addresses (the client may
+   * share our NAT: shareLocalAddress). */
+  size_t naddr = 0;
+  if (open) hsp_dht_addr_to_wire(addr_wire + 6 * naddr++, &pub);
+  for (size_t i = 0; i < nlocal; i++) hsp_dht_addr_to_wire(addr_wire + 6 * naddr++, &local[i]);
+  p.addresses4 = (hsp_dht_addrs_t){addr_wire, naddr};
+  if (!open) {
     p.has_holepunch = true;
     p.holepunch_id = (uint64_t)(x - s->sessions);
     for (size_t i = 0; i < s->announcer.relay_count; i++) {
@@ -216,7 +222,7 @@ static bool on_handshake(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht
     p.has_relay_addresses = true;
     p.relay_addresses = (hsp_dht_addrs_t){ra_wire, s->announcer.relay_address_count};
   }
-  uint8_t rplain[256];
+  uint8_t rplain[512];
   long rlen = hsp_dht_noise_payload_encode(rplain, sizeof(rplain), &p);
   if (rlen < 0 || hsp_noise_write_message(&noise, rplain, (size_t)rlen, x->reply,
                                           sizeof(x->reply), &x->reply_len) != 0 ||
@@ -235,16 +241,27 @@ static bool on_handshake(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht
     hand_over(x, 0, client_address);
     goto done;
   }
-  /* Same public host (req->to is us as the relay sees us): the client reaches our DHT socket
-   * directly (LAN shortcut); we are reachable (OPEN): it connects to us. Otherwise punch:
-   * the reply leaves from the puncher socket, so the client learns that socket's public
-   * address (server.js replyFromPuncher). */
-  if (!memcmp(client_address->host, req->to.host, 4) || open) goto done;
+  /* Same public host as the client (req->to is us as the relay sees us) and it listed a LAN
+   * address near ours: it will ping our LAN address, so the reply keeps leaving from the DHT
+   * socket; we still punch in case that fails. Reachable (OPEN): the client connects to us.
+   * Otherwise punch: the reply leaves from the puncher socket, so the client learns that
+   * socket's public address (server.js replyFromPuncher). */
+  bool lan = false;
+  if (!memcmp(client_address->host, req->to.host, 4)) {
+    hsp_ipv4_addr_t priv[MAX_LOCAL_ADDRESSES];
+    size_t npriv = 0;
+    for (size_t i = 0; i < cp.addresses4.count && npriv < MAX_LOCAL_ADDRESSES; i++) {
+      hsp_ipv4_addr_t a = hsp_dht_addr_from_wire(cp.addresses4.wire + 6 * i);
+      if (hsp_dht_ip_private(a.host)) priv[npriv++] = a;
+    }
+    lan = npriv && hsp_dht_match_address(local, nlocal, priv, npriv) >= 0;
+  }
+  if (open && !lan) goto done;
   hsp_noise_holepunch_secret(x->secret, x->keys.hash);
   randombytes_buf(x->local_secret, sizeof(x->local_secret));
   x->has_secret = true;
   hsp_dht_puncher_cbs_t cbs = {on_puncher_analyzed, NULL, on_puncher_abort, x};
-  if (hsp_dht_puncher_create(&x->puncher, s->io, false, (int)cp.firewall, &cbs) == 0)
+  if (hsp_dht_puncher_create(&x->puncher, s->io, false, (int)cp.firewall, &cbs) == 0 && !lan)
     out->socket = hsp_dht_puncher_socket(x->puncher);
 done:
   hsp_noise_wipe(&noise);

@@ -163,3 +163,18 @@ int hsp_dht_match_address(const hsp_ipv4_addr_t *local, size_t nlocal,
   }
   return best;
 }
+
+bool hsp_dht_ip_private(const uint8_t h[4]) {
+  return h[0] == 10 || (h[0] == 100 && h[1] >= 64 && h[1] <= 127) || h[0] == 127 ||
+         (h[0] == 169 && h[1] == 254) || (h[0] == 172 && h[1] >= 16 && h[1] <= 31) ||
+         (h[0] == 192 && h[1] == 168);
+}
+
+bool hsp_dht_ip_reserved(const uint8_t h[4]) {
+  return h[0] == 0 || (h[0] == 192 && h[1] == 0 && (h[2] == 0 || h[2] == 2)) ||
+         (h[0] == 198 && (h[1] == 18 || h[1] == 19)) ||
+         (h[0] == 198 && h[1] == 51 && h[2] == 100) || (h[0] == 203 && h[1] == 0 && h[2] == 113) ||
+         h[0] >= 224;
+}
+
+bool hsp_dht_ip_bogon(const uint8_t h[4]) { return hsp_dht_ip_private(h) || hsp_dht_ip_reserved(h); }

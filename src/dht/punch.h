@@ -78,6 +78,13 @@ bool hsp_dht_punch_next(hsp_dht_punch_t *p, uint64_t now, hsp_dht_punch_action_t
 /* Connected (or aborted): no more actions. */
 void hsp_dht_punch_stop(hsp_dht_punch_t *p);
 
+/* The npm `bogon` classes hyperdht uses: private = 10/8, 100.64/10, 127/8, 169.254/16,
+ * 172.16/12, 192.168/16; reserved = 0/8, 192.0.0/24, the TEST-NETs (192.0.2/24,
+ * 198.51.100/24, 203.0.113/24), 198.18/15, multicast and above. bogon = either. */
+bool hsp_dht_ip_private(const uint8_t host[4]);
+bool hsp_dht_ip_reserved(const uint8_t host[4]);
+bool hsp_dht_ip_bogon(const uint8_t host[4]);
+
 /* holepuncher.js matchAddress: the remote LAN address sharing the longest prefix (/24, then
  * /16, then /8) with one of ours; -1 when none shares even the first byte. */
 int hsp_dht_match_address(const hsp_ipv4_addr_t *local, size_t nlocal,

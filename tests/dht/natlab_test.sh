@@ -9,6 +9,7 @@
 #          path to the other NAT's WAN address (there is no relay), data both ways
 #   rr     random/random: the client fails with the double-random-NAT error (no blind relay)
 #   rc     server random (birthday sockets), client consistent (random ports): direct
+#   samenat client a2 behind the same NAT as the server (no hairpin): the LAN shortcut
 #   cc-js  C client -> JS hyperdht server (natlab-test.js): echo comes back over a direct path
 #   js-cc  JS client -> C server: the JS client reports ok and path "direct"
 # Exit 77 (SKIP) only without root or network namespaces. The lab is torn down on any exit.
@@ -80,8 +81,8 @@ done
 seed_of() { printf '%s' "$1" | sha256sum | cut -c1-64; }
 
 # c_case NAME MODE1 MODE2 EXPECT(direct|fail) TIMEOUT: C pipe --listen in a, C pipe KEY in b.
-c_case() {
-  local name=$1 want=$4 to=$5 c0
+c_case() { # [CLIENT_NS, default b]
+  local name=$1 want=$4 to=$5 cns=${6:-b} c0
   c0=$(now_ms)
   bash "$LAB" nat nat1 "$2" >/dev/null; bash "$LAB" nat nat2 "$3" >/dev/null
   (sleep "$to"; echo "from-server-$name") 2>/dev/null | timeout $((to + 5)) ip netns exec "$(ns a)" "$H" pipe --listen \
@@ -91,9 +92,9 @@ c_case() {
   key=$(head -1 "$W/$name.srv.out")
   sleep 1 # let the announce land
   t0=$(now_ms)
-  (echo "from-client-$name"; sleep "$to") 2>/dev/null | timeout $((to + 5)) ip netns exec "$(ns b)" "$H" pipe "$key" \
+  (echo "from-client-$name"; sleep "$to") 2>/dev/null | timeout $((to + 5)) ip netns exec "$(ns $cns)" "$H" pipe "$key" \
     --bootstrap $BOOT >"$W/$name.cli.out" 2>"$W/$name.cli.err" &
-  if [ "$want" = direct ]; then
+  if [ "$want" != fail ]; then
     if wait_for "$W/$name.cli.err" "connected directly" "$to"; then ms=$(($(now_ms) - t0)); fi
     wait_for "$W/$name.srv.out" "from-client-$name" 10
   else
@@ -102,7 +103,16 @@ c_case() {
   # The client's router must hold the punched flow to the server's NAT, answered (not UNREPLIED).
   ip netns exec "$(ns nat2)" conntrack -L -p udp 2>/dev/null | grep "dst=203.0.113.101 " >"$W/$name.ct"
   stop_hosts
-  if [ "$want" = direct ]; then
+  if [ "$want" = lan ]; then
+    # Same NAT (no hairpin): only the LAN shortcut works, to the server's private address.
+    if grep -q "connected directly to 192.168.1.2:" "$W/$name.cli.err" &&
+       grep -q "connected directly to 192.168.1.3:" "$W/$name.srv.err" &&
+       grep -q "from-client-$name" "$W/$name.srv.out"; then
+      pass "$name: LAN path in ${ms} ms ($(grep -o '192.168.1.2:[0-9]*' "$W/$name.cli.err"))"
+    else
+      fail "$name: want the LAN path"; show "$W/$name.cli.err" "$W/$name.srv.err" "$W/$name.srv.out"
+    fi
+  elif [ "$want" = direct ]; then
     # The path must be the other NAT's public (WAN) address: punched, not a LAN shortcut.
     if grep -q "connected directly to 203.0.113.101:" "$W/$name.cli.err" &&
        grep -q "connected directly to 203.0.113.102:" "$W/$name.srv.err" &&
@@ -128,6 +138,7 @@ T0=$(now_ms)
 c_case cc consistent consistent direct 15
 c_case rr random random fail 15
 c_case rc random consistent direct 45
+c_case samenat consistent consistent lan 15 a2
 
 # C client -> JS server
 bash "$LAB" nat nat1 consistent >/dev/null; bash "$LAB" nat nat2 consistent >/dev/null
