@@ -39,6 +39,7 @@ struct hsp_dht_io {
   uint64_t armed; /* deadline the timer is set for, UINT64_MAX = none */
   extra_socket_t *extra[HSP_DHT_IO_MAX_SOCKETS]; /* by id; 0 and 1 unused */
   unsigned pass;        /* run_due generation */
+  hsp_dht_punch_limit_t punch_limit;
   bool tickers_removed; /* set by remove_ticker during an advance */
   int next_extra;
   int pending_closes;
@@ -460,6 +461,8 @@ int hsp_dht_io_send_probe(hsp_dht_io_t *io, int id, const hsp_ipv4_addr_t *to, u
   int err = send_ttl(s, probe, 1, to, ttl);
   return err ? err - 100 : 0;
 }
+
+hsp_dht_punch_limit_t *hsp_dht_io_punch_limit(hsp_dht_io_t *io) { return &io->punch_limit; }
 
 size_t hsp_dht_io_local_addresses(hsp_dht_io_t *io, hsp_ipv4_addr_t *out, size_t max) {
   size_t n = 0;

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "dht.h"
+#include "punch.h"
 #include "store.h"
 #include "udx.h"
 
@@ -100,6 +101,9 @@ void hsp_dht_io_socket_unref(hsp_dht_io_t *io, int id);
 int hsp_dht_io_socket_id(hsp_dht_io_t *io, const hsp_udx_socket_t *s);
 /* A 1-byte holepunch probe (0x00) from socket id with IP TTL ttl (0 = default). */
 int hsp_dht_io_send_probe(hsp_dht_io_t *io, int id, const hsp_ipv4_addr_t *to, uint8_t ttl);
+
+/* The DHT instance's random punch limiter (shared by its clients and servers). */
+hsp_dht_punch_limit_t *hsp_dht_io_punch_limit(hsp_dht_io_t *io);
 
 /* holepuncher.js localAddresses: our LAN addresses with the server socket's port: the bind
  * host if it is specific (e.g. 127.0.0.1), else every non-internal IPv4 interface, else

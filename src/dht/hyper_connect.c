@@ -157,17 +157,19 @@ static void probe_continue(connector_t *k) {
   if (hsp_dht_io_now(k->io) < k->wait_until || !hsp_dht_puncher_analyzed(k->puncher)) return;
   int remote = hsp_dht_puncher_remote_firewall(k->puncher);
   int local = hsp_dht_puncher_firewall(k->puncher);
-  if ((remote == HSP_HYPER_FIREWALL_UNKNOWN || !k->has_remote_token) && k->retry) {
+  switch (hsp_dht_probe_verdict(local, remote, k->has_remote_token, k->retry)) {
+  case HSP_DHT_PROBE_AGAIN:
     k->retry = false;
     probe_round(k);
     return;
+  case HSP_DHT_PROBE_ABORT_TIMEOUT: abort_punch(k, HSP_DHT_CONN_EPROBETIMEOUT); return;
+  case HSP_DHT_PROBE_ABORT_RANDOM: abort_punch(k, HSP_DHT_CONN_EDOUBLERANDOM); return;
+  default: break;
   }
-  if (remote == HSP_HYPER_FIREWALL_UNKNOWN || local == HSP_HYPER_FIREWALL_UNKNOWN) {
-    abort_punch(k, HSP_DHT_CONN_EPROBETIMEOUT);
-    return;
-  }
-  if (remote >= HSP_HYPER_FIREWALL_RANDOM && local >= HSP_HYPER_FIREWALL_RANDOM) {
-    abort_punch(k, HSP_DHT_CONN_EDOUBLERANDOM);
+  /* Without a blind relay to wait on, a rate-limited random punch fails now (roundPunch). */
+  if (hsp_dht_punch_is_random(local, remote) &&
+      !hsp_dht_punch_limit_allowed(hsp_dht_io_punch_limit(k->io), hsp_dht_io_now(k->io))) {
+    finish(k, HSP_DHT_CONN_EPUNCHABORTED);
     return;
   }
   punch_round(k);

@@ -13,7 +13,6 @@
 
 #define SESSIONS 32
 #define HANDSHAKE_WAIT_MS 10000 /* HANDSHAKE_INITIAL_TIMEOUT and HANDSHAKE_CLEAR_WAIT */
-#define RANDOM_PUNCH_INTERVAL_MS 20000
 #define PENDING_PUNCHES 4
 #define MAX_HOLEPUNCH_PAYLOAD 512
 #define MAX_LOCAL_ADDRESSES 4
@@ -43,7 +42,6 @@ typedef struct session {
   uint8_t local_secret[32]; /* keys our address tokens */
   hsp_dht_puncher_t *puncher;
   uint64_t round;
-  bool randomized; /* counted in the server's random punch limit */
   pending_punch_t pending[PENDING_PUNCHES];
 } session_t;
 
@@ -60,19 +58,12 @@ struct hsp_dht_server {
   void (*close_cb)(void *);
   void *close_ctx;
   bool closing;
-  int random_punches;        /* active random punches (limit 1, as randomPunchLimit) */
-  uint64_t last_random_punch; /* 0 = never */
 };
 
 static void release_puncher(session_t *x) {
   if (!x->puncher) return;
   hsp_dht_puncher_destroy(x->puncher);
   x->puncher = NULL;
-  if (x->randomized) {
-    x->randomized = false;
-    x->server->random_punches--;
-    x->server->last_random_punch = hsp_dht_io_now(x->server->io);
-  }
   for (size_t i = 0; i < PENDING_PUNCHES; i++) x->pending[i].used = false;
 }
 
@@ -335,32 +326,24 @@ static void answer_punch(session_t *x, const hsp_dht_incoming_t *req, const hsp_
                                   rp.has_addresses ? rp.addresses.count : 0,
                                   echoed ? peer->host : NULL);
   }
-  bool stable = !hsp_dht_puncher_unstable(p);
-  if (!hsp_dht_puncher_remote_punching(p) && !stable) {
+  int fw = hsp_dht_puncher_firewall(p), rfw = hsp_dht_puncher_remote_firewall(p);
+  bool consistent = fw == HSP_HYPER_FIREWALL_OPEN || fw == HSP_HYPER_FIREWALL_CONSISTENT;
+  int verdict = hsp_dht_serve_verdict(
+      fw, rfw, hsp_dht_puncher_remote_punching(p),
+      hsp_dht_punch_limit_allowed(hsp_dht_io_punch_limit(s->io), hsp_dht_io_now(s->io)));
+  if (verdict == HSP_DHT_SERVE_ABORT) {
     abort_punch(x, req, peer, HSP_HYPER_ERROR_ABORTED);
     return;
   }
-  int fw = hsp_dht_puncher_firewall(p);
-  bool consistent = fw == HSP_HYPER_FIREWALL_OPEN || fw == HSP_HYPER_FIREWALL_CONSISTENT;
   /* Fast mode: the client opened a session to an address we know is ours, so a probe back
    * now gets through its NAT: often connected before any punch round. */
   if (consistent && rp.has_remote_address && hsp_dht_puncher_has_address(p, &rp.remote_address))
     hsp_dht_puncher_ping(p, peer);
-  if (hsp_dht_puncher_remote_punching(p)) {
-    int rfw = hsp_dht_puncher_remote_firewall(p);
-    if (rfw >= HSP_HYPER_FIREWALL_RANDOM || fw >= HSP_HYPER_FIREWALL_RANDOM) {
-      uint64_t now = hsp_dht_io_now(s->io);
-      if (!x->randomized &&
-          (s->random_punches >= 1 ||
-           (s->last_random_punch && now - s->last_random_punch < RANDOM_PUNCH_INTERVAL_MS))) {
-        abort_punch(x, req, peer, HSP_HYPER_ERROR_TRY_LATER); /* no blind relay to wait on */
-        return;
-      }
-      if (!x->randomized) {
-        x->randomized = true;
-        s->random_punches++;
-      }
-    }
+  if (verdict == HSP_DHT_SERVE_TRY_LATER) {
+    abort_punch(x, req, peer, HSP_HYPER_ERROR_TRY_LATER); /* no blind relay to wait on */
+    return;
+  }
+  if (verdict == HSP_DHT_SERVE_PUNCH) {
     if (!hsp_dht_puncher_punch(p)) {
       abort_punch(x, req, peer, HSP_HYPER_ERROR_ABORTED);
       return;

@@ -27,8 +27,15 @@ struct hsp_dht_puncher {
   size_t nremote;
   hsp_dht_punch_t plan;
   bool planned;
+  bool randomized; /* counted in the io's random punch limit */
   hsp_dht_io_ticker_t ticker;
 };
+
+static void unrandomize(hsp_dht_puncher_t *p) {
+  if (!p->randomized) return;
+  p->randomized = false;
+  hsp_dht_punch_limit_end(hsp_dht_io_punch_limit(p->io), hsp_dht_io_now(p->io));
+}
 
 static hsp_dht_puncher_t *of_ticker(hsp_dht_io_ticker_t *t) {
   return (hsp_dht_puncher_t *)((char *)t - offsetof(hsp_dht_puncher_t, ticker));
@@ -55,6 +62,7 @@ static void raw(void *ctx, int socket, const hsp_ipv4_addr_t *from, const uint8_
   p->connected = true;
   p->punching = false;
   hsp_dht_punch_stop(&p->plan);
+  unrandomize(p);
   /* Keep only the socket that worked (as main), release the birthday sockets. */
   for (size_t i = 0; i < p->nsockets; i++)
     if (p->sockets[i] != socket) hsp_dht_io_socket_unref(p->io, p->sockets[i]);
@@ -205,6 +213,7 @@ int hsp_dht_puncher_create(hsp_dht_puncher_t **out, hsp_dht_io_t *io, bool initi
 void hsp_dht_puncher_destroy(hsp_dht_puncher_t *p) {
   if (!p || p->destroyed) return;
   p->destroyed = true;
+  unrandomize(p);
   hsp_dht_node_t *node = hsp_dht_io_node(p->io);
   for (size_t i = 0; i < p->npings; i++) hsp_dht_node_cancel(node, p->pings[i]);
   hsp_dht_io_remove_ticker(p->io, &p->ticker);
@@ -223,12 +232,6 @@ int hsp_dht_puncher_remote_firewall(const hsp_dht_puncher_t *p) { return p->remo
 bool hsp_dht_puncher_remote_punching(const hsp_dht_puncher_t *p) { return p->remote_punching; }
 bool hsp_dht_puncher_punching(const hsp_dht_puncher_t *p) { return p->punching; }
 bool hsp_dht_puncher_connected(const hsp_dht_puncher_t *p) { return p->connected; }
-
-bool hsp_dht_puncher_unstable(const hsp_dht_puncher_t *p) {
-  int fw = p->nat.firewall;
-  return fw == HSP_HYPER_FIREWALL_UNKNOWN ||
-         (fw >= HSP_HYPER_FIREWALL_RANDOM && p->remote_firewall >= HSP_HYPER_FIREWALL_RANDOM);
-}
 
 const hsp_ipv4_addr_t *hsp_dht_puncher_addresses(const hsp_dht_puncher_t *p, size_t *count) {
   *count = p->nat.has_addresses ? p->nat.naddresses : 0;
@@ -284,6 +287,10 @@ int hsp_dht_puncher_punch(hsp_dht_puncher_t *p) {
                              p->verified, p->nremote, p->initiator, hsp_dht_io_now(p->io), NULL,
                              NULL);
   if (!s) return s;
+  if (s != HSP_DHT_PUNCH_CONSISTENT) {
+    p->randomized = true;
+    hsp_dht_punch_limit_begin(hsp_dht_io_punch_limit(p->io));
+  }
   p->planned = true;
   p->punching = true;
   hsp_dht_io_wake(p->io);

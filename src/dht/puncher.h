@@ -34,8 +34,6 @@ void hsp_dht_puncher_destroy(hsp_dht_puncher_t *p);
 
 int hsp_dht_puncher_socket(const hsp_dht_puncher_t *p); /* the main pool socket id */
 bool hsp_dht_puncher_analyzed(const hsp_dht_puncher_t *p);
-/* holepuncher.js _unstable: our NAT UNKNOWN, or both sides RANDOM. */
-bool hsp_dht_puncher_unstable(const hsp_dht_puncher_t *p);
 int hsp_dht_puncher_firewall(const hsp_dht_puncher_t *p);
 /* Our sampled public addresses (NULL/0 while unknown). */
 const hsp_ipv4_addr_t *hsp_dht_puncher_addresses(const hsp_dht_puncher_t *p, size_t *count);
