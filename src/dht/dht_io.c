@@ -19,6 +19,13 @@ typedef struct extra_socket {
   void *raw_ctx;
 } extra_socket_t;
 
+typedef struct relay_cache_entry {
+  uint8_t target[32];
+  hsp_ipv4_addr_t relays[HSP_DHT_IO_CACHED_RELAYS];
+  size_t n;
+  uint64_t used; /* LRU stamp, 0 = empty */
+} relay_cache_entry_t;
+
 struct hsp_dht_io {
   uv_loop_t *loop;
   hsp_udx_t udx;
@@ -40,6 +47,8 @@ struct hsp_dht_io {
   extra_socket_t *extra[HSP_DHT_IO_MAX_SOCKETS]; /* by id; 0 and 1 unused */
   unsigned pass;        /* run_due generation */
   hsp_dht_punch_limit_t punch_limit;
+  relay_cache_entry_t relay_cache[HSP_DHT_IO_RELAY_CACHE];
+  uint64_t relay_stamp;
   bool tickers_removed; /* set by remove_ticker during an advance */
   int next_extra;
   int pending_closes;
@@ -460,6 +469,38 @@ int hsp_dht_io_send_probe(hsp_dht_io_t *io, int id, const hsp_ipv4_addr_t *to, u
   static const uint8_t probe[1] = {0};
   int err = send_ttl(s, probe, 1, to, ttl);
   return err ? err - 100 : 0;
+}
+
+size_t hsp_dht_io_relay_cache_get(hsp_dht_io_t *io, const uint8_t target[32],
+                                  hsp_ipv4_addr_t out[HSP_DHT_IO_CACHED_RELAYS]) {
+  for (size_t i = 0; i < HSP_DHT_IO_RELAY_CACHE; i++) {
+    relay_cache_entry_t *e = &io->relay_cache[i];
+    if (!e->used || memcmp(e->target, target, 32) != 0) continue;
+    e->used = ++io->relay_stamp;
+    memcpy(out, e->relays, e->n * sizeof(e->relays[0]));
+    return e->n;
+  }
+  return 0;
+}
+
+void hsp_dht_io_relay_cache_set(hsp_dht_io_t *io, const uint8_t target[32],
+                                const hsp_ipv4_addr_t *relays, size_t n) {
+  if (n > HSP_DHT_IO_CACHED_RELAYS) n = HSP_DHT_IO_CACHED_RELAYS;
+  relay_cache_entry_t *slot = NULL, *lru = &io->relay_cache[0];
+  for (size_t i = 0; i < HSP_DHT_IO_RELAY_CACHE && !slot; i++) {
+    relay_cache_entry_t *e = &io->relay_cache[i];
+    if (e->used && !memcmp(e->target, target, 32)) slot = e;
+    else if (e->used < lru->used) lru = e; /* least recently used (or empty) */
+  }
+  if (!n) {
+    if (slot) slot->used = 0;
+    return;
+  }
+  if (!slot) slot = lru;
+  memcpy(slot->target, target, 32);
+  memcpy(slot->relays, relays, n * sizeof(relays[0]));
+  slot->n = n;
+  slot->used = ++io->relay_stamp;
 }
 
 hsp_dht_punch_limit_t *hsp_dht_io_punch_limit(hsp_dht_io_t *io) { return &io->punch_limit; }

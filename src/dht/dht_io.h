@@ -105,6 +105,15 @@ int hsp_dht_io_send_probe(hsp_dht_io_t *io, int id, const hsp_ipv4_addr_t *to, u
 /* The DHT instance's random punch limiter (shared by its clients and servers). */
 hsp_dht_punch_limit_t *hsp_dht_io_punch_limit(hsp_dht_io_t *io);
 
+/* connect.js relay address cache (dht._relayAddressesCache): the nodes that routed our last
+ * successful connect to a target, so the next connect can send its handshake at once. */
+#define HSP_DHT_IO_RELAY_CACHE 64
+#define HSP_DHT_IO_CACHED_RELAYS 3
+size_t hsp_dht_io_relay_cache_get(hsp_dht_io_t *io, const uint8_t target[32],
+                                  hsp_ipv4_addr_t out[HSP_DHT_IO_CACHED_RELAYS]);
+void hsp_dht_io_relay_cache_set(hsp_dht_io_t *io, const uint8_t target[32],
+                                const hsp_ipv4_addr_t *relays, size_t n);
+
 /* holepuncher.js localAddresses: our LAN addresses with the server socket's port: the bind
  * host if it is specific (e.g. 127.0.0.1), else every non-internal IPv4 interface, else
  * 127.0.0.1. Returns the count (at most max). */

@@ -9,7 +9,8 @@
 #include "hyper_conn_internal.h"
 #include "puncher.h"
 
-#define MAX_HANDSHAKES 2
+#define MAX_HANDSHAKES 2 /* in flight; 3 when cached relays are tried first (connect.js) */
+#define MAX_TRIED 16
 #define REMOTE_UNKNOWN_WAIT_MS 1000 /* connect.js probeRound: let the server classify its NAT */
 #define MAX_HOLEPUNCH_PAYLOAD 512
 #define MAX_LOCAL_ADDRESSES 4
@@ -47,6 +48,11 @@ typedef struct connector {
   bool ticking;
   bool lan, open;        /* localConnection option; we told the server we are reachable */
   uint64_t passive_until; /* we are OPEN: the server connects to us (connect.js) */
+  hsp_ipv4_addr_t tried[MAX_TRIED]; /* nodes sent our handshake */
+  size_t ntried;
+  bool preconnect, stopping_query;
+  hsp_ipv4_addr_t relays[HSP_DHT_IO_CACHED_RELAYS]; /* to cache after success */
+  size_t nrelays;
 } connector_t;
 
 static void finish(connector_t *k, int err) {
@@ -66,6 +72,7 @@ static void finish(connector_t *k, int err) {
     hsp_dht_conn_destroy(c); /* its close callback is unset: it just frees */
     k->cb(k->ctx, NULL, err);
   } else {
+    hsp_dht_io_relay_cache_set(k->io, k->target, k->relays, k->nrelays);
     k->cb(k->ctx, c, 0);
   }
   hsp_noise_wipe(&k->noise);
@@ -316,7 +323,9 @@ static void lan_ping(connector_t *k, const hsp_ipv4_addr_t *to) {
 /* We are OPEN: the server connects to us; its first UDX packet tells us from where. */
 static int passive_firewall(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, const struct sockaddr *from) {
   hsp_dht_conn_t *c = s->data;
-  if (c->started) return 1; /* user belongs to the application now */
+  /* Started: user belongs to the application now; accept the packet as a stream without a
+   * firewall would (the server may answer from another of its sockets). */
+  if (c->started) return 0;
   connector_t *k = c->user;
   if (!k || k->done || !k->handshaked || from->sa_family != AF_INET) return 1;
   const struct sockaddr_in *sa = (const struct sockaddr_in *)from;
@@ -384,6 +393,15 @@ static void on_handshake_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
   }
   k->handshaked = true;
   hsp_noise_get_result(&k->noise, &k->keys);
+  /* For the next connect: the server's own relay list (its view), else the nodes we tried. */
+  k->nrelays = 0;
+  if (p.has_relay_addresses && p.relay_addresses.count) {
+    for (size_t i = 0; i < p.relay_addresses.count && k->nrelays < HSP_DHT_IO_CACHED_RELAYS; i++)
+      k->relays[k->nrelays++] = hsp_dht_addr_from_wire(p.relay_addresses.wire + 6 * i);
+  } else {
+    for (size_t i = 0; i < k->ntried && k->nrelays < HSP_DHT_IO_CACHED_RELAYS; i++)
+      k->relays[k->nrelays++] = k->tried[i];
+  }
   k->remote_udx_id = (uint32_t)p.udx_id;
   bool relayed = hs.has_peer_address;
   hsp_ipv4_addr_t server = relayed ? hs.peer_address : r->from;
@@ -440,6 +458,11 @@ static void on_handshake_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
 out:
   if (!k->done && !k->handshaked && k->query_done && k->inflight == 0)
     finish(k, HSP_DHT_CONN_EFAILED);
+  /* A handshake got through: the rest of the FIND_PEER query is only load now. */
+  if (k->handshaked && !k->query_done && k->query > 0) {
+    k->stopping_query = true;
+    hsp_dht_node_query_destroy(hsp_dht_io_node(k->io), k->query);
+  }
   maybe_free(k);
 }
 
@@ -452,20 +475,31 @@ static void send_handshake(connector_t *k, const hsp_ipv4_addr_t *to) {
   o.value = k->msg;
   o.value_len = k->msg_len;
   o.has_value = true;
-  if (hsp_dht_node_request(hsp_dht_io_node(k->io), &o, on_handshake_reply, k) > 0) k->inflight++;
+  if (hsp_dht_node_request(hsp_dht_io_node(k->io), &o, on_handshake_reply, k) > 0) {
+    k->inflight++;
+    if (k->ntried < MAX_TRIED) k->tried[k->ntried++] = *to;
+  }
+}
+
+static bool tried(const connector_t *k, const hsp_ipv4_addr_t *a) {
+  for (size_t i = 0; i < k->ntried; i++)
+    if (hsp_dht_addr_equal(&k->tried[i], a)) return true;
+  return false;
 }
 
 static void on_peer_reply(void *ctx, const hsp_dht_reply_t *r) {
   connector_t *k = ctx;
   if (k->done || k->handshaked || !r->has_value || !r->value.len) return;
   k->found = true;
-  if (k->inflight < MAX_HANDSHAKES) send_handshake(k, &r->from);
+  if (tried(k, &r->from)) return;
+  if (k->inflight < MAX_HANDSHAKES + (k->preconnect ? 1 : 0)) send_handshake(k, &r->from);
 }
 
 static void on_query_done(void *ctx, const hsp_dht_query_result_t *res) {
   (void)res;
   connector_t *k = ctx;
   k->query_done = true;
+  if (k->stopping_query) return; /* destroyed by on_handshake_reply, which frees k */
   if (!k->done && !k->handshaked && k->inflight == 0)
     finish(k, k->found ? HSP_DHT_CONN_EFAILED : HSP_DHT_CONN_ENOTFOUND);
   maybe_free(k);
@@ -531,12 +565,18 @@ int hsp_dht_connect_with(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
     goto fail;
   }
   k->msg_len = (size_t)mlen;
+  /* Relays that routed our last connect to this key get the handshake at once; the query
+   * runs in parallel in case they no longer route. */
+  hsp_ipv4_addr_t cached[HSP_DHT_IO_CACHED_RELAYS];
+  size_t ncached = hsp_dht_io_relay_cache_get(io, k->target, cached);
+  k->preconnect = ncached > 0;
   hsp_dht_query_cbs_t cbs = {on_peer_reply, on_query_done, k};
   k->query = hsp_dht_find_peer(node, remote_public_key, &cbs);
   if (k->query <= 0) {
     err = (int)k->query;
     goto fail;
   }
+  for (size_t i = 0; i < ncached; i++) send_handshake(k, &cached[i]);
   return 0;
 fail:
   if (k->conn) hsp_dht_conn_destroy(k->conn);
