@@ -22,6 +22,7 @@ const char *hsp_dht_conn_strerror(int err) {
   case HSP_DHT_CONN_EDOUBLERANDOM: return "both peers are behind randomizing NATs (cannot holepunch)";
   case HSP_DHT_CONN_EREMOTEABORTED: return "the server aborted the holepunch";
   case HSP_DHT_CONN_ENOTPUNCHABLE: return "the NATs cannot be holepunched";
+  case HSP_DHT_CONN_ERELAYABORTED: return "blind relay pairing failed";
   }
   if (err <= -100) return hsp_udx_strerror(err + 100);
   if (err <= -20) return hsp_crypto_strerror(err + 20);
@@ -98,6 +99,7 @@ static void on_close(hsp_udx_stream_t *s, int status) {
   hsp_crypto_wipe(&c->keys, sizeof(c->keys));
   int st = status ? status - 100 : (ss_err && ss_err != HSP_CRYPTO_EDESTROYED ? ss_err - 20 : 0);
   if (c->on_close) c->on_close(c, st);
+  if (c->on_free) c->on_free(c->on_free_ctx); /* e.g. the blind relay carrying it */
   free(c);
 }
 

@@ -33,6 +33,7 @@ enum hsp_dht_conn_error {
   HSP_DHT_CONN_EDOUBLERANDOM = -48,  /* HOLEPUNCH_DOUBLE_RANDOMIZED_NATS */
   HSP_DHT_CONN_EREMOTEABORTED = -49, /* REMOTE_ABORTED / REMOTE_NOT_HOLEPUNCHING */
   HSP_DHT_CONN_ENOTPUNCHABLE = -50,  /* REMOTE_NOT_HOLEPUNCHABLE */
+  HSP_DHT_CONN_ERELAYABORTED = -51,  /* RELAY_ABORTED: blind relay pairing failed */
 };
 const char *hsp_dht_conn_strerror(int err);
 
@@ -66,6 +67,10 @@ typedef struct hsp_dht_connect_opts {
   /* connect.js localConnection (default true): share our LAN addresses and, when the server
    * shares our public host, try its LAN address first. false forces the holepunch path. */
   bool local_connection;
+  /* connect.js relayThrough: the public key (32 bytes) of a blind relay server to pair
+   * through while punching (NULL = none; a server's own relayThrough wins). The connection
+   * then opens relayed when no direct path is found (it is not upgraded later). */
+  const uint8_t *relay_through;
 } hsp_dht_connect_opts_t;
 int hsp_dht_connect_with(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
                          const uint8_t remote_public_key[32], const hsp_dht_connect_opts_t *opts,

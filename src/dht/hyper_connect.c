@@ -8,6 +8,7 @@
 #include "hyper_client.h"
 #include "hyper_conn_internal.h"
 #include "puncher.h"
+#include "relay.h"
 
 #define MAX_HANDSHAKES 2 /* in flight; 3 when cached relays are tried first (connect.js) */
 #define MAX_TRIED 16
@@ -53,11 +54,20 @@ typedef struct connector {
   bool preconnect, stopping_query;
   hsp_ipv4_addr_t relays[HSP_DHT_IO_CACHED_RELAYS]; /* to cache after success */
   size_t nrelays;
+  /* blind relay (connect.js relayConnection) */
+  hsp_crypto_keypair_t kp;
+  bool relay_through;
+  uint8_t relay_key[32], relay_token[32];
+  hsp_dht_relay_t *relay; /* pairing in progress */
+  int pending_err;        /* the direct path failed while the relay was still pairing */
 } connector_t;
 
 static void finish(connector_t *k, int err) {
   if (k->done) return;
   k->done = true;
+  hsp_dht_relay_destroy(k->relay);
+  k->relay = NULL;
+  hsp_crypto_keypair_wipe(&k->kp);
   hsp_dht_puncher_destroy(k->puncher);
   k->puncher = NULL;
   if (k->ticking) hsp_dht_io_remove_ticker(k->io, &k->ticker);
@@ -82,6 +92,55 @@ static void finish(connector_t *k, int err) {
 
 static void maybe_free(connector_t *k) {
   if (k->done && k->inflight == 0 && (k->query_done || k->query <= 0)) free(k);
+}
+
+/* A failed direct path: while the blind relay still pairs, its outcome decides. */
+static void fail(connector_t *k, int err) {
+  if (k->done) return;
+  if (k->relay) {
+    if (!k->pending_err) k->pending_err = err;
+    hsp_dht_puncher_destroy(k->puncher);
+    k->puncher = NULL;
+    k->phase = HP_NONE;
+    k->passive_until = 0;
+    return;
+  }
+  finish(k, err);
+}
+
+static void relay_free(void *ctx) { hsp_dht_relay_destroy(ctx); }
+
+static void on_relay(void *ctx, int err, int socket, const hsp_ipv4_addr_t *to,
+                     uint32_t remote_id) {
+  connector_t *k = ctx;
+  hsp_dht_relay_t *r = k->relay;
+  k->relay = NULL;
+  if (err) {
+    hsp_dht_relay_destroy(r);
+    /* Still punching or pinging: let that finish; else report the first failure. */
+    if (k->pending_err || (!k->puncher && k->phase == HP_NONE && !k->passive_until))
+      finish(k, k->pending_err ? k->pending_err : err);
+  } else {
+    int e = hsp_dht__conn_start(k->conn, socket, to, remote_id, &k->keys);
+    if (e) {
+      hsp_dht_relay_destroy(r);
+    } else { /* the relay connection lives as long as the stream it carries */
+      k->conn->on_free = relay_free;
+      k->conn->on_free_ctx = r;
+    }
+    finish(k, e);
+  }
+  maybe_free(k);
+}
+
+static void start_relay(connector_t *k, const hsp_dht_noise_payload_t *p) {
+  /* The side whose relay is used initiates the pairing; the server's relay wins. */
+  bool theirs = p->has_relay_through && p->relay_through_public_key && p->relay_through_token;
+  if (!theirs && !k->relay_through) return;
+  const uint8_t *key = theirs ? p->relay_through_public_key : k->relay_key;
+  const uint8_t *token = theirs ? p->relay_through_token : k->relay_token;
+  hsp_dht_relay_pair(&k->relay, k->io, &k->kp, key, !theirs, token, k->conn->stream.local_id,
+                     on_relay, k);
 }
 
 
@@ -111,7 +170,7 @@ static void send_round(connector_t *k, const hsp_ipv4_addr_t *relay, const hsp_i
     k->inflight++;
     k->relay_address_sent = *relay;
   } else {
-    finish(k, HSP_DHT_CONN_EPUNCHABORTED);
+    fail(k, HSP_DHT_CONN_EPUNCHABORTED);
   }
 }
 
@@ -176,7 +235,7 @@ static void probe_continue(connector_t *k) {
   /* Without a blind relay to wait on, a rate-limited random punch fails now (roundPunch). */
   if (hsp_dht_punch_is_random(local, remote) &&
       !hsp_dht_punch_limit_allowed(hsp_dht_io_punch_limit(k->io), hsp_dht_io_now(k->io))) {
-    finish(k, HSP_DHT_CONN_EPUNCHABORTED);
+    fail(k, HSP_DHT_CONN_EPUNCHABORTED);
     return;
   }
   punch_round(k);
@@ -187,30 +246,30 @@ static void on_holepunch_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
   k->inflight--;
   if (k->done) goto out;
   if (k->phase == HP_ABORTING) {
-    finish(k, k->abort_err);
+    fail(k, k->abort_err);
     goto out;
   }
   hsp_dht_holepunch_t hm;
   uint8_t plain[MAX_HOLEPUNCH_PAYLOAD];
   hsp_dht_holepunch_payload_t rp;
   if (err || !r->has_value) {
-    finish(k, HSP_DHT_CONN_EPUNCHABORTED);
+    fail(k, HSP_DHT_CONN_EPUNCHABORTED);
     goto out;
   }
   if (!hsp_dht_addr_equal(&r->from, &k->relay_address_sent) ||
       hsp_dht_holepunch_decode(&hm, r->value.data, r->value.len) != 0 ||
       hm.mode != HSP_HYPER_REPLY) {
-    finish(k, HSP_DHT_CONN_ESERVER); /* BAD_HOLEPUNCH_REPLY */
+    fail(k, HSP_DHT_CONN_ESERVER); /* BAD_HOLEPUNCH_REPLY */
     goto out;
   }
   if (hm.payload.len > sizeof(plain) ||
       hsp_dht_holepunch_payload_open(&rp, plain, sizeof(plain), hm.payload.data, hm.payload.len,
                                      k->secret) != 0) {
-    finish(k, HSP_DHT_CONN_ESERVER); /* HOLEPUNCH_INVALID */
+    fail(k, HSP_DHT_CONN_ESERVER); /* HOLEPUNCH_INVALID */
     goto out;
   }
   if (rp.error) {
-    finish(k, HSP_DHT_CONN_EREMOTEABORTED);
+    fail(k, HSP_DHT_CONN_EREMOTEABORTED);
     goto out;
   }
   if (hsp_dht_puncher_connected(k->puncher)) goto out; /* on_punched finishes */
@@ -243,11 +302,11 @@ static void on_holepunch_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
   }
   if (k->phase == HP_PUNCH) {
     if (!hsp_dht_puncher_remote_punching(k->puncher)) {
-      finish(k, HSP_DHT_CONN_EREMOTEABORTED); /* REMOTE_NOT_HOLEPUNCHING */
+      fail(k, HSP_DHT_CONN_EREMOTEABORTED); /* REMOTE_NOT_HOLEPUNCHING */
       goto out;
     }
     if (!hsp_dht_puncher_punch(k->puncher)) {
-      finish(k, HSP_DHT_CONN_ENOTPUNCHABLE);
+      fail(k, HSP_DHT_CONN_ENOTPUNCHABLE);
       goto out;
     }
     k->phase = HP_PUNCHING; /* on_punched or on_punch_abort ends it */
@@ -268,7 +327,7 @@ static void on_punch_analyzed(void *ctx) { probe_continue(ctx); }
 
 static void on_punch_abort(void *ctx) {
   connector_t *k = ctx;
-  finish(k, HSP_DHT_CONN_EPUNCHABORTED);
+  fail(k, HSP_DHT_CONN_EPUNCHABORTED);
   maybe_free(k);
 }
 
@@ -282,7 +341,7 @@ static void hp_advance(hsp_dht_io_ticker_t *t, uint64_t now) {
   (void)now;
   connector_t *k = (connector_t *)((char *)t - offsetof(connector_t, ticker));
   if (k->passive_until && now >= k->passive_until) {
-    finish(k, HSP_DHT_CONN_EPUNCHABORTED);
+    fail(k, HSP_DHT_CONN_EPUNCHABORTED);
   } else if (k->phase == HP_PROBE_WAIT && now >= k->wait_until) {
     k->wait_until = 0;
     probe_continue(k);
@@ -306,7 +365,7 @@ static void on_lan_ping(void *ctx, const hsp_dht_reply_t *r, int err) {
     hsp_ipv4_addr_t to = r->from;
     finish(k, hsp_dht__conn_start(k->conn, 0, &to, k->remote_udx_id, &k->keys));
   } else if (!k->done && !k->puncher) {
-    finish(k, HSP_DHT_CONN_EPUNCHABORTED);
+    fail(k, HSP_DHT_CONN_EPUNCHABORTED);
   }
   maybe_free(k);
 }
@@ -403,6 +462,7 @@ static void on_handshake_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
       k->relays[k->nrelays++] = k->tried[i];
   }
   k->remote_udx_id = (uint32_t)p.udx_id;
+  start_relay(k, &p);
   bool relayed = hs.has_peer_address;
   hsp_ipv4_addr_t server = relayed ? hs.peer_address : r->from;
   hsp_ipv4_addr_t client = r->to;
@@ -450,11 +510,11 @@ static void on_handshake_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
     }
   }
   if (!holepunchable) {
-    if (!lan_tried) finish(k, HSP_DHT_CONN_ECANNOTPUNCH);
+    if (!lan_tried) fail(k, HSP_DHT_CONN_ECANNOTPUNCH);
     goto out;
   }
   int e = start_holepunch(k, &p, r, &server);
-  if (e) finish(k, e);
+  if (e) fail(k, e);
 out:
   if (!k->done && !k->handshaked && k->query_done && k->inflight == 0)
     finish(k, HSP_DHT_CONN_EFAILED);
@@ -507,7 +567,7 @@ static void on_query_done(void *ctx, const hsp_dht_query_result_t *res) {
 
 int hsp_dht_connect(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
                     const uint8_t remote_public_key[32], hsp_dht_connect_cb cb, void *ctx) {
-  hsp_dht_connect_opts_t o = {.local_connection = true};
+  hsp_dht_connect_opts_t o = {.local_connection = true, .relay_through = NULL};
   return hsp_dht_connect_with(io, kp, remote_public_key, &o, cb, ctx);
 }
 
@@ -518,6 +578,12 @@ int hsp_dht_connect_with(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
   if (!k) return HSP_DHT_ENOMEM;
   k->io = io;
   k->lan = opts->local_connection;
+  k->kp = *kp;
+  if (opts->relay_through) {
+    k->relay_through = true;
+    memcpy(k->relay_key, opts->relay_through, 32);
+    randombytes_buf(k->relay_token, 32);
+  }
   k->cb = cb;
   k->ctx = ctx;
   hsp_crypto_hash(k->target, remote_public_key, 32);
@@ -545,6 +611,12 @@ int hsp_dht_connect_with(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
     for (size_t i = 0; i < nlocal; i++) hsp_dht_addr_to_wire(addr_wire + 6 * naddr++, &local[i]);
   }
   p.addresses4 = (hsp_dht_addrs_t){addr_wire, naddr};
+  if (k->relay_through) {
+    p.has_relay_through = true;
+    p.relay_through_version = 1;
+    p.relay_through_public_key = k->relay_key;
+    p.relay_through_token = k->relay_token;
+  }
   if (open) {
     /* The server may connect to us first: accept its first packet (passive mode). */
     k->conn->user = k;
@@ -581,6 +653,7 @@ int hsp_dht_connect_with(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
 fail:
   if (k->conn) hsp_dht_conn_destroy(k->conn);
   hsp_noise_wipe(&k->noise);
+  hsp_crypto_keypair_wipe(&k->kp);
   free(k);
   return err;
 }

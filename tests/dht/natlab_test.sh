@@ -12,11 +12,14 @@
 #   samenat client a2 behind the same NAT as the server (no hairpin): the LAN shortcut
 #   cc-js  C client -> JS hyperdht server (natlab-test.js): echo comes back over a direct path
 #   js-cc  JS client -> C server: the JS client reports ok and path "direct"
+#   rr-relay random/random, C client (dht_connect_tool) with relayThrough = a JS blind relay
+#          node at 203.0.113.20 -> JS server: the echo comes back over the relay's address
 # Exit 77 (SKIP) only without root or network namespaces. The lab is torn down on any exit.
-# usage: natlab_test.sh HYPERSEAPORT NODE_MODULES_DIR
+# usage: natlab_test.sh HYPERSEAPORT NODE_MODULES_DIR DHT_CONNECT_TOOL
 set -u
 H=$(readlink -f "$1")
 export NODE_PATH=$(readlink -f "$2")
+TOOL=$(readlink -f "$3")
 HERE=$(cd "$(dirname "$0")" && pwd)
 LAB="$HERE/natlab/natlab.sh"
 JS="$HERE/natlab/natlab-test.js"
@@ -175,6 +178,30 @@ else
   fail "js-cc: C server printed no key"; show "$W/js-cc.srv.err"
 fi
 stop_hosts
+
+# Blind relay: C client pairs through a JS blind-relay node (random NATs: no direct path).
+ip netns exec "$(ns pub)" node "$HERE/natlab/relay.js" $BOOT >"$W/relay.log" 2>&1 &
+if wait_for "$W/relay.log" '"event":"ready"' 30; then
+  rkey=$(grep -o '"relayKey":"[0-9a-f]*"' "$W/relay.log" | cut -d'"' -f4)
+  bash "$LAB" nat nat1 random >/dev/null; bash "$LAB" nat nat2 random >/dev/null
+  ip netns exec "$(ns a)" node "$JS" server --bootstrap $BOOT --seed natlab-rr-relay >"$W/rr-relay.srv" 2>&1 &
+  if wait_for "$W/rr-relay.srv" '"event":"listening"' 30; then
+    key=$(grep -o '"publicKey":"[0-9a-f]*"' "$W/rr-relay.srv" | cut -d'"' -f4)
+    t0=$(now_ms)
+    ip netns exec "$(ns b)" timeout 45 "$TOOL" $BOOT "$key" "$rkey" >"$W/rr-relay.out" 2>"$W/rr-relay.err"
+    ms=$(($(now_ms) - t0))
+    if grep -q "connected 203.0.113.20:49737" "$W/rr-relay.out" && grep -q "echo ping" "$W/rr-relay.out"; then
+      pass "rr-relay: C client -> JS server relayed through 203.0.113.20:49737, echo in ${ms} ms"
+    else
+      fail "rr-relay"; show "$W/rr-relay.out" "$W/rr-relay.err" "$W/rr-relay.srv"
+    fi
+  else
+    fail "rr-relay: JS server did not listen"; show "$W/rr-relay.srv"
+  fi
+  stop_hosts
+else
+  fail "relay node did not start"; show "$W/relay.log"
+fi
 
 # Sanitizer builds: every C process must have exited clean (SIGTERM runs the normal close path).
 if grep -l -e Sanitizer -e "runtime error" "$W"/*.err "$W"/*.log 2>/dev/null; then fail "sanitizer report in the files above"; fi
