@@ -10,6 +10,7 @@
 #include "announcer.h"
 #include "hyper_conn_internal.h"
 #include "puncher.h"
+#include "relay.h"
 
 #define SESSIONS 32
 #define HANDSHAKE_WAIT_MS 10000 /* HANDSHAKE_INITIAL_TIMEOUT and HANDSHAKE_CLEAR_WAIT */
@@ -43,6 +44,7 @@ typedef struct session {
   hsp_dht_puncher_t *puncher;
   uint64_t round;
   pending_punch_t pending[PENDING_PUNCHES];
+  hsp_dht_relay_t *relay; /* pairing through the client's blind relay */
 } session_t;
 
 struct hsp_dht_server {
@@ -69,6 +71,8 @@ static void release_puncher(session_t *x) {
 
 static void drop_session(session_t *x) {
   release_puncher(x);
+  hsp_dht_relay_destroy(x->relay);
+  x->relay = NULL;
   hsp_crypto_wipe(x->secret, sizeof(x->secret));
   hsp_crypto_wipe(x->local_secret, sizeof(x->local_secret));
   x->has_secret = false;
@@ -88,19 +92,48 @@ static void pending_closed(hsp_dht_conn_t *c, int status) {
   if (x) x->conn = NULL;
 }
 
-static void hand_over(session_t *x, int socket, const hsp_ipv4_addr_t *to) {
+static void relay_free(void *ctx) { hsp_dht_relay_destroy(ctx); }
+
+/* Start the stream towards (socket, to) and give it to the application. `relay` (may be
+ * NULL) is the paired blind relay carrying it: it lives as long as the connection. */
+static void hand_over_via(session_t *x, int socket, const hsp_ipv4_addr_t *to, uint32_t remote_id,
+                          hsp_dht_relay_t *relay) {
   hsp_dht_conn_t *c = x->conn;
   x->conn = NULL;
   c->on_close = NULL;
   c->user = NULL;
-  if (hsp_dht__conn_start(c, socket, to, x->remote_udx_id, &x->keys) != 0) {
+  if (hsp_dht__conn_start(c, socket, to, remote_id, &x->keys) != 0) {
+    hsp_dht_relay_destroy(relay);
     hsp_dht_conn_destroy(c);
     return;
   }
+  if (relay) {
+    c->on_free = relay_free;
+    c->on_free_ctx = relay;
+  }
+  hsp_dht_relay_destroy(x->relay); /* a direct path won: the pairing is moot */
+  x->relay = NULL;
   hsp_crypto_wipe(&x->keys, sizeof(x->keys));
   release_puncher(x); /* after the start: the connection holds its socket now */
   x->deadline = hsp_dht_io_now(x->server->io) + HANDSHAKE_WAIT_MS;
   x->server->on_connection(x->server->ctx, c);
+}
+
+static void hand_over(session_t *x, int socket, const hsp_ipv4_addr_t *to) {
+  hand_over_via(x, socket, to, x->remote_udx_id, NULL);
+}
+
+static void on_relay(void *ctx, int err, int socket, const hsp_ipv4_addr_t *to,
+                     uint32_t remote_id) {
+  session_t *x = ctx;
+  hsp_dht_relay_t *r = x->relay;
+  x->relay = NULL;
+  if (err || !x->conn) {
+    hsp_dht_relay_destroy(r);
+    if (x->conn && !x->puncher) drop_session(x); /* nothing else can connect it now */
+    return;
+  }
+  hand_over_via(x, socket, to, remote_id, r);
 }
 
 /* The client's first UDX packet tells us where it is (server.js rawStream firewall). */
@@ -109,11 +142,15 @@ static int stream_firewall(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, const st
   session_t *x = c->user;
   if (!x || c->started || from->sa_family != AF_INET) return 1;
   const struct sockaddr_in *sa = (const struct sockaddr_in *)from;
-  hsp_ipv4_addr_t a;
+  hsp_ipv4_addr_t a, ra;
   memcpy(a.host, &sa->sin_addr, 4);
   a.port = ntohs(sa->sin_port);
-  int which = hsp_dht_io_socket_id(x->server->io, sock);
+  int which = hsp_dht_io_socket_id(x->server->io, sock), rs;
   if (which < 0 || a.port == 0) return 1;
+  /* Relayed traffic before our pairing completed is not a direct path (server.js isRelay). */
+  if (x->relay && hsp_dht_relay_path(x->relay, &rs, &ra) && rs == which &&
+      hsp_dht_addr_equal(&ra, &a))
+    return 1;
   hand_over(x, which, &a);
   return 0;
 }
@@ -232,6 +269,11 @@ static bool on_handshake(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht
     hand_over(x, 0, client_address);
     goto done;
   }
+  /* The client's blind relay: pair through it as the non-initiator while we punch. */
+  if (cp.has_relay_through && cp.relay_through_public_key && cp.relay_through_token &&
+      hsp_dht_relay_pair(&x->relay, s->io, &s->kp, cp.relay_through_public_key, false,
+                         cp.relay_through_token, x->conn->stream.local_id, on_relay, x) == 0)
+    x->deadline = hsp_dht_io_now(s->io) + HSP_DHT_RELAY_TIMEOUT_MS;
   /* Same public host as the client (req->to is us as the relay sees us) and it listed a LAN
    * address near ours: it will ping our LAN address, so the reply keeps leaving from the DHT
    * socket; we still punch in case that fails. Reachable (OPEN): the client connects to us.
@@ -290,6 +332,7 @@ static void abort_punch(session_t *x, const hsp_dht_incoming_t *req, const hsp_i
                                     .round = x->round};
   send_punch_reply(x, req, peer, &hp, hsp_dht_node_firewalled(hsp_dht_io_node(s->io)) ? 1 : 0);
   release_puncher(x);
+  if (x->relay) return; /* the blind relay may still connect it */
   if (x->conn) {
     hsp_dht_conn_t *c = x->conn;
     x->conn = NULL;
@@ -377,7 +420,7 @@ static void on_puncher_analyzed(void *ctx) {
 
 static void on_puncher_abort(void *ctx) {
   session_t *x = ctx;
-  if (x->conn) drop_session(x); /* punched for the whole schedule without a connection */
+  if (x->conn && !x->relay) drop_session(x); /* punched the whole schedule, no connection */
   else release_puncher(x);
 }
 

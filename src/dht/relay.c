@@ -217,3 +217,9 @@ void hsp_dht_relay_destroy(hsp_dht_relay_t *r) {
   }
   free(r);
 }
+
+bool hsp_dht_relay_path(const hsp_dht_relay_t *r, int *socket, hsp_ipv4_addr_t *addr) {
+  if (!r->conn || !hsp_dht_conn_remote_address(r->conn, addr)) return false;
+  *socket = r->conn->socket_id;
+  return true;
+}

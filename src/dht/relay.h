@@ -28,6 +28,9 @@ int hsp_dht_relay_pair(hsp_dht_relay_t **out, hsp_dht_io_t *io, const hsp_crypto
                        const uint8_t relay_public_key[32], bool initiator,
                        const uint8_t token[32], uint32_t stream_id, hsp_dht_relay_cb cb,
                        void *ctx);
+/* The relay connection's socket and remote address (false before it is connected): packets
+ * from there are relayed, not a direct path. */
+bool hsp_dht_relay_path(const hsp_dht_relay_t *r, int *socket, hsp_ipv4_addr_t *addr);
 /* Tears the relay connection down (the paired stream stops working); no callback after. */
 void hsp_dht_relay_destroy(hsp_dht_relay_t *r);
 

@@ -14,6 +14,7 @@
 #   js-cc  JS client -> C server: the JS client reports ok and path "direct"
 #   rr-relay random/random, C client (dht_connect_tool) with relayThrough = a JS blind relay
 #          node at 203.0.113.20 -> JS server: the echo comes back over the relay's address
+#   rr-relay-js  JS client with relayThrough -> C server (which pairs through that relay)
 # Exit 77 (SKIP) only without root or network namespaces. The lab is torn down on any exit.
 # usage: natlab_test.sh HYPERSEAPORT NODE_MODULES_DIR DHT_CONNECT_TOOL
 set -u
@@ -197,6 +198,25 @@ if wait_for "$W/relay.log" '"event":"ready"' 30; then
     fi
   else
     fail "rr-relay: JS server did not listen"; show "$W/rr-relay.srv"
+  fi
+  stop_hosts
+  # JS client with relayThrough -> C server: the C server pairs through the client's relay.
+  seed=$(seed_of rr-relay-js)
+  (printf ping; sleep 30) 2>/dev/null | timeout 35 ip netns exec "$(ns a)" "$H" pipe --listen --seed "$seed" \
+    --bootstrap $BOOT >"$W/rr-relay-js.srv.out" 2>"$W/rr-relay-js.srv.err" &
+  if wait_for "$W/rr-relay-js.srv.out" . 10; then
+    key=$(head -1 "$W/rr-relay-js.srv.out")
+    sleep 1
+    ip netns exec "$(ns b)" timeout 40 node "$JS" client --bootstrap $BOOT --key "$key" --relay-through "$rkey" \
+      --timeout 30 --linger 0 >"$W/rr-relay-js.cli" 2>&1
+    if grep -q '"ok":true' "$W/rr-relay-js.cli" && grep -q '"path":"relayed"' "$W/rr-relay-js.cli" &&
+       grep -q "connected directly to 203.0.113.20:49737" "$W/rr-relay-js.srv.err"; then
+      pass "rr-relay-js: JS client -> C server relayed: $(grep -o '"echoMs":[0-9]*' "$W/rr-relay-js.cli")"
+    else
+      fail "rr-relay-js"; show "$W/rr-relay-js.cli" "$W/rr-relay-js.srv.err"
+    fi
+  else
+    fail "rr-relay-js: C server printed no key"; show "$W/rr-relay-js.srv.err"
   fi
   stop_hosts
 else
