@@ -80,12 +80,15 @@ int hsp_dht_relay_parse(const uint8_t *buf, size_t len, const uint8_t token[32],
   case 2: /* reject */
   case 3: /* close */
     return HSP_DHT_EDESTROYED;
-  case 0: { /* batch: channel id, then buffers; a buffer starting with 0 switches channel */
+  case 0: { /* batch: channel id, then length-prefixed messages; length 0 = channel switch */
     hsp_cenc_decode_uint(&s);
     while (!s.error && hsp_cenc_remaining(&s) > 0) {
       hsp_bytes_t b = hsp_cenc_decode_buffer(&s);
       if (s.error) break;
-      if (b.len && b.data[0] == 0) continue; /* channel switch: 00 id, we have one channel */
+      if (!b.len) { /* 00 then the next channel id; we only have one channel */
+        hsp_cenc_decode_uint(&s);
+        continue;
+      }
       hsp_cenc_t m = hsp_cenc_for_decode(b.data, b.len);
       int r = parse_message(&m, token, remote_id);
       if (r != 0) return r;

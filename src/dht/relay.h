@@ -8,7 +8,7 @@
  *
  * Wire: protomux frames, one per secret-stream message: open = 00 01 localId
  * string(protocol) optionalBuffer(id); message = localId type body; batch = 00 00 localId
- * then buffers (a buffer starting with 00 switches the channel: 00 localId); reject =
+ * then buffer(type body)... where an empty buffer (00) is followed by the next localId; reject =
  * 00 02 remoteId; close = 00 03 localId. pair = flags(1 byte, bit0 isInitiator) token(32)
  * id(uint) seq(uint), message type 0.
  */
