@@ -163,8 +163,14 @@ static void on_message(void *ud, const uint8_t *msg, size_t len) {
       return;
     }
     uint64_t seq = hsp_reg_replica_seq(p->replica);
-    if (head > seq && head - seq > FAR_BEHIND) request(p, HSP_REG_MSG_SNAPSHOT, ID_SNAPSHOT, 0, 0);
-    else request(p, HSP_REG_MSG_WATCH, ID_WATCH, seq, 0);
+    if (head > seq && head - seq > FAR_BEHIND) {
+      fprintf(p->cfg.out, "replica %llu entries behind the registry: taking a snapshot\n",
+              (unsigned long long)(head - seq));
+      fflush(p->cfg.out);
+      request(p, HSP_REG_MSG_SNAPSHOT, ID_SNAPSHOT, 0, 0);
+    } else {
+      request(p, HSP_REG_MSG_WATCH, ID_WATCH, seq, 0);
+    }
   } else if (id == ID_SNAPSHOT) {
     int err = hsp_reg_replica_receive(p->replica, msg, len);
     if (err < 0 && err != HSP_REG_EREPLAY) sync_failed(p, err);
