@@ -482,6 +482,9 @@ static void link_read(hsp_dht_conn_t *conn, const uint8_t *buf, ssize_t len) {
   if (len < 0) { /* the service ended the stream */
     uint8_t key[32];
     memcpy(key, l->key, 32);
+    char k[9];
+    short_key(k, key);
+    logf_(p, "proxy: %s: instance %s ended the connection", p->role, k);
     unlink_link(p, l);
     hsp_dht_conn_destroy(conn);
     hsp_pool_failed(p->pool, key, now_ms(p), HSP_SESS_EDEAD);
@@ -491,12 +494,15 @@ static void link_read(hsp_dht_conn_t *conn, const uint8_t *buf, ssize_t len) {
 }
 
 static void link_close(hsp_dht_conn_t *conn, int status) {
-  (void)status;
   link_t *l = hsp_dht_conn_user(conn);
   hsp_dp_proxy_t *p = l->p;
   if (p) {
     uint8_t key[32];
     memcpy(key, l->key, 32);
+    char k[9];
+    short_key(k, key);
+    logf_(p, "proxy: %s: connection to instance %s closed: %s", p->role, k,
+          status ? hsp_dht_conn_strerror(status) : "by the service");
     unlink_link(p, l);
     hsp_pool_failed(p->pool, key, now_ms(p), HSP_SESS_EDEAD);
   }

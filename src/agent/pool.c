@@ -9,6 +9,8 @@ typedef struct entry {
   hsp_sess_t *sess; /* NULL while connecting */
   uint64_t started_ms;
   bool goaway;
+  bool heard;     /* a frame arrived on the current session */
+  bool reopened;  /* the one transparent reconnect was used */
   void **pending;
   size_t npending, cap;
 } entry_t;
@@ -182,12 +184,41 @@ void hsp_pool_connected(hsp_pool_t *p, const uint8_t key[HSP_POOL_KEY_BYTES], ui
   free(pending);
 }
 
+static void requeue(void *ctx, void *user) {
+  entry_t *e = ctx;
+  if (e->npending == e->cap) {
+    size_t cap = e->cap ? e->cap * 2 : 8;
+    void **v = realloc(e->pending, cap * sizeof *v);
+    if (!v) { /* cannot keep it: it fails like the session */
+      if (e->pool->cb.tunnel.on_close) e->pool->cb.tunnel.on_close(e->pool->ud, NULL, 0, user, HSP_SESS_EDEAD);
+      return;
+    }
+    e->pending = v;
+    e->cap = cap;
+  }
+  e->pending[e->npending++] = user;
+}
+
+/* A session that connected but died before the service said anything is taken for a
+ * glitch of the connect (not the instance failing): it is opened again once, and its
+ * tunnels, none of which can have forwarded anything, wait for the new one. */
+static bool reopen(hsp_pool_t *p, entry_t *e, uint64_t now_ms) {
+  if (!e->sess || e->heard || e->reopened || p->freeing) return false;
+  e->reopened = true;
+  hsp_sess_t *s = e->sess;
+  e->sess = NULL;
+  hsp_sess_free_detach(s, requeue, e);
+  e->started_ms = now_ms;
+  if (p->cb.connect) p->cb.connect(p->ud, e->key);
+  return true;
+}
+
 void hsp_pool_failed(hsp_pool_t *p, const uint8_t key[HSP_POOL_KEY_BYTES], uint64_t now_ms,
                      int err) {
-  (void)now_ms;
   size_t at;
   entry_t *e = find(p, key, &at);
   if (!e) return;
+  if (reopen(p, e, now_ms)) return;
   detach(p, at);
   destroy(p, e, err < 0 ? err : HSP_SESS_EDEAD, false, true);
 }
@@ -197,6 +228,7 @@ int hsp_pool_recv(hsp_pool_t *p, const uint8_t key[HSP_POOL_KEY_BYTES], const ui
   size_t at;
   entry_t *e = find(p, key, &at);
   if (!e || !e->sess) return HSP_SESS_EINVAL;
+  e->heard = true;
   int rc = hsp_sess_recv(e->sess, frame, len, now_ms);
   if (rc < 0) {
     e = find(p, key, &at); /* callbacks may have changed the table */
@@ -226,8 +258,13 @@ uint64_t hsp_pool_tick(hsp_pool_t *p, uint64_t now_ms) {
     }
     uint64_t t = hsp_sess_tick(e->sess, now_ms);
     if (hsp_sess_is_dead(e->sess)) {
+      if (p->cb.disconnect) p->cb.disconnect(p->ud, e->key);
+      if (reopen(p, e, now_ms)) {
+        i = 0;
+        continue;
+      }
       detach(p, i);
-      destroy(p, e, HSP_SESS_EDEAD, true, true);
+      destroy(p, e, HSP_SESS_EDEAD, false, true);
       i = 0;
       continue;
     }

@@ -16,8 +16,9 @@
 
 #define DEREGISTER_WAIT_MS 2000
 /* A connection that says nothing this long is taken for a plain one (a server-speaks-first
- * protocol behind an older proxy); ours open their session at once. */
-#define SNIFF_MS 300
+ * protocol behind an older client). Ours open their session as soon as their side of the
+ * connect completes, which can be a second after the server side took the stream. */
+#define SNIFF_MS 3000
 
 typedef struct sniff {
   struct hsp_agent_service *s;

@@ -30,6 +30,8 @@ struct hsp_sess {
   uint64_t now, last_recv, last_ping, idle_since, nonce, next_id;
   size_t tunnels;
   bool dead, peer_goaway, freeing;
+  void (*detach)(void *ctx, void *user); /* hsp_sess_free_detach: instead of on_close */
+  void *detach_ctx;
 };
 
 /* The session channel's user pointer: tells it apart from tunnels in mux callbacks. */
@@ -225,9 +227,11 @@ static void on_close(void *d, hsp_mux_t *mux, uint32_t ch, void *user) {
             : t->client && !t->ready ? HSP_SESS_EREJECTED
                                      : 0;
   void *u = t->user;
+  bool ready = t->ready;
   free(t);
   tunnel_gone(s);
-  if (s->cb.on_close && u) s->cb.on_close(s->ud, s, ch, u, err);
+  if (s->detach && u && !ready) s->detach(s->detach_ctx, u);
+  else if (s->cb.on_close && u) s->cb.on_close(s->ud, s, ch, u, err);
 }
 
 hsp_sess_t *hsp_sess_new(const hsp_sess_config_t *cfg, const hsp_sess_callbacks_t *cb, void *ud,
@@ -264,6 +268,13 @@ void hsp_sess_free(hsp_sess_t *s) {
   s->freeing = true;
   hsp_mux_destroy(s->mux);
   free(s);
+}
+
+void hsp_sess_free_detach(hsp_sess_t *s, void (*each)(void *ctx, void *user), void *ctx) {
+  if (!s) return;
+  s->detach = each;
+  s->detach_ctx = ctx;
+  hsp_sess_free(s);
 }
 
 int hsp_sess_recv(hsp_sess_t *s, const uint8_t *frame, size_t len, uint64_t now_ms) {

@@ -97,6 +97,9 @@ hsp_sess_t *hsp_sess_new(const hsp_sess_config_t *cfg, const hsp_sess_callbacks_
                          uint64_t now_ms);
 /* Closes every tunnel (on_close with HSP_SESS_EDEAD) and frees the session. */
 void hsp_sess_free(hsp_sess_t *s);
+/* The same, but each proxy-side tunnel not yet READY is handed to `each` instead of failing
+ * (to open it again on a new session); the others get on_close as above. */
+void hsp_sess_free_detach(hsp_sess_t *s, void (*each)(void *ctx, void *user), void *ctx);
 
 /* One frame from the stream. A negative return means the session is dead (malformed frame):
  * end the stream and free the session. Callbacks must not free the session. */

@@ -368,6 +368,43 @@ static void test_goaway(void) {
   finish();
 }
 
+/* A session that dies before the service said anything is opened again once, its tunnels
+ * with it; a second such death is a failure. */
+static void test_reopen(void) {
+  reset();
+  conn_t c[3] = {0};
+  for (int i = 0; i < 3; i++) CHECK_EQ_INT(hsp_pool_open(P, K[0], now, &c[i]), 0);
+  S[0].killed = true; /* the stream is up but nothing comes back */
+  connect_now(0);
+  CHECK_EQ_INT(ready_count, 0);
+  hsp_pool_failed(P, K[0], now, HSP_SESS_EDEAD);
+  CHECK_EQ_INT(S[0].connects, 2);
+  CHECK_EQ_INT(down_count, 0);
+  for (int i = 0; i < 3; i++) CHECK(!c[i].closed);
+  hsp_sess_free(S[0].s);
+  S[0].s = NULL;
+  S[0].killed = false;
+  connect_now(0);
+  CHECK_EQ_INT(ready_count, 3);
+  for (int i = 0; i < 3; i++) CHECK(c[i].ready && !c[i].closed);
+  finish();
+
+  reset();
+  conn_t d = {0};
+  hsp_pool_open(P, K[1], now, &d);
+  S[1].killed = true;
+  connect_now(1);
+  hsp_pool_failed(P, K[1], now, HSP_SESS_EDEAD);
+  hsp_sess_free(S[1].s);
+  S[1].s = NULL;
+  connect_now(1);
+  hsp_pool_failed(P, K[1], now, HSP_SESS_EDEAD);
+  CHECK(d.closed && d.err == HSP_SESS_EDEAD);
+  CHECK_EQ_INT(down_count, 1);
+  CHECK_EQ_INT(S[1].connects, 2);
+  finish();
+}
+
 int main(void) {
   for (int i = 0; i < NINST; i++)
     for (int j = 0; j < 32; j++) K[i][j] = (uint8_t)(i * 59 + j * 3 + 5);
@@ -375,6 +412,7 @@ int main(void) {
   test_connect_failure();
   test_session_death();
   test_goaway();
+  test_reopen();
   /* Freeing the pool fails what is left and disconnects every session. */
   reset();
   conn_t z = {0};

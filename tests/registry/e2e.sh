@@ -92,11 +92,12 @@ free_port() { # a TCP port nobody listens on (bound by the kernel, then released
   wait_for "$T/fp.out" listening; kill $fp; wait $fp 2>/dev/null
   sed -n 's/^listening //p' "$T/fp.out"
 }
-proxy() { # proxy NAME RANGE: $PPORT its port
+proxy() { # proxy NAME RANGE [ARGS...]: $PPORT its port
+  pn=$1 pr=$2; shift 2
   PPORT=$(free_port)
-  start "$1" "$BIN" proxy --port "$PPORT" --role "web@$2" --registryPublicKey "$KEY" $NET --storage "$T/proxy-$1"
-  eval "${1}_pid=$last ${1}_port=$PPORT"
-  wait_for "$T/$1.out" "^proxy from $PPORT to p2p service" 60
+  start "$pn" "$BIN" proxy --port "$PPORT" --role "web@$pr" --registryPublicKey "$KEY" $NET --storage "$T/proxy-$pn" "$@"
+  eval "${pn}_pid=$last ${pn}_port=$PPORT"
+  wait_for "$T/$pn.out" "^proxy from $PPORT to p2p service" 60
 }
 get() { curl -s -m 20 "http://127.0.0.1:$1/"; }
 ls_() { "$BIN" ls $NET --registryPublicKey "$KEY" "$@" 2>>"$T/ls.err"; }
@@ -165,8 +166,9 @@ versions)
   hello h3 two-zero-zero-again; p3=$HPORT
   service s3 "$p3" web@2.0.0
   [ "$(ls_ web@2 | cut -d' ' -f2 | tr '\n' ' ')" = "$s2_key $s3_key " ] || fail "ls: ties not in registration order"
-  proxy ptie 2
-  expect_get "$PPORT" two-zero-zero "web@2 with a tie: the first registered"
+  # (the default --balance p2c spreads over a tie; `first` keeps the registry's order)
+  proxy ptie 2 --balance first
+  expect_get "$PPORT" two-zero-zero "web@2 with a tie, --balance first: the first registered"
   stop "$s2_pid"
   wait_for "$T/ptie.out" "^proxy from $PPORT to p2p service $s3_key" 30
   expect_get "$PPORT" two-zero-zero-again "web@2 after the first one deregistered"
