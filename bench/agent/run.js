@@ -61,7 +61,7 @@ async function main () {
   const freshOut = await exec(connBench, ['fresh', dht.boot, svcKey, '60'])
   const fresh = p50(times(freshOut))
   const freshFailed = freshOut.split('\n').filter((l) => l.startsWith('conn_failed')).length
-  console.log(`bench proxy_new_conn_p50_ms ${viaProxy.toFixed(3)} vs_fresh_connect=${(viaProxy / fresh).toFixed(3)}`)
+  console.log(`bench proxy_new_conn_p50_ms ${viaProxy.toFixed(3)} vs_fresh_connect=${(viaProxy / fresh).toPrecision(3)}`)
   console.log(`# fresh HyperDHT connect per connection: p50 ${fresh.toFixed(3)} ms (${freshFailed} of 60 failed)`)
 
   const big = crypto.randomBytes(200 * 1024 * 1024)
@@ -69,7 +69,7 @@ async function main () {
   const proxied = await upload(port, big)
   const direct2 = await upload(b.port, big)
   const d = Math.max(direct, direct2)
-  console.log(`bench proxy_throughput_mbs ${proxied.toFixed(1)} vs_direct=${(proxied / d).toFixed(3)}`)
+  console.log(`bench proxy_throughput_mbs ${proxied.toFixed(1)} vs_direct=${(proxied / d).toPrecision(3)}`)
   console.log(`# direct to the backend: ${d.toFixed(1)} MB/s`)
 
   proxy.proc.kill('SIGTERM')
