@@ -214,6 +214,7 @@ int hsp_http_forward_response_head(char *buf, size_t cap, int status, hsp_http_s
     hsp_http_str_t n = h[i].name;
     if (hop_by_hop(n, h, count, opts->upgrade)) continue;
     if (opts->chunked && name_is(n, "content-length")) continue;
+    if (opts->identity && name_is(n, "transfer-encoding")) continue;
     if (opts->chunked && name_is(n, "transfer-encoding")) {
       te_seen = true; /* merged below, with chunked last */
       continue;
