@@ -67,7 +67,7 @@ hsp_gw_config_t hsp_gw_default_config(void) {
                            .upstream_timeout_ms = 30000,
                            .tunnel_timeout_ms = 600000,
                            .max_connections = 1024,
-                           .pool_per_instance = 8,
+                           .pool_per_instance = 64,
                            .limits = hsp_http_default_limits(),
                            .proto = "http"};
 }
@@ -82,6 +82,7 @@ typedef struct role_stats {
 
 typedef struct conn conn_t;
 typedef struct upconn upconn_t;
+typedef struct piece piece_t;
 
 typedef enum cstate {
   C_HEAD,
@@ -142,7 +143,10 @@ struct conn {
 
   uint8_t rbuf[RBUF_SIZE];
   size_t roff, rlen;
-  size_t wpending;
+  size_t wpending; /* queued or being written to the client */
+  piece_t *out_head, *out_tail;
+  bool flush_queued;
+  conn_t *flush_next;
   uint64_t last_activity;
 
   /* The exchange in flight. */
@@ -173,7 +177,9 @@ struct hsp_gw {
   conn_t *conns, *sse;
   size_t nconns, nsse, nup, ntunnels;
   upconn_t *pool, *graveyard;
-  uv_check_t reaper;
+  uv_check_t reaper, flusher;
+  uv_idle_t flush_idle;
+  conn_t *flush;
   role_stats_t *roles;
   size_t nroles;
   role_stats_t own; /* dashboard, metrics, listings, unknown routes */
@@ -308,12 +314,31 @@ static void touch(conn_t *c) { c->last_activity = uv_now(c->gw->loop); }
 
 /* ---- Client writes ---------------------------------------------------------------------- */
 
+/* Writes to a client are collected during a loop iteration and sent with one writev per
+ * connection after the I/O callbacks (a uv_check handle): a response head and its body, or a
+ * run of pipelined responses, cost one system call instead of one each. */
+typedef struct piece {
+  struct piece *next;
+  size_t len;
+  uint8_t data[];
+} piece_t;
+
 typedef struct cwrite {
   uv_write_t req;
   conn_t *c;
   size_t len;
-  uint8_t data[];
+  piece_t *pieces;
 } cwrite_t;
+
+#define FLUSH_MAX_BUFS 64
+
+static void free_pieces(piece_t *p) {
+  while (p) {
+    piece_t *next = p->next;
+    free(p);
+    p = next;
+  }
+}
 
 static void conn_maybe_unblock_up(conn_t *c) {
   upconn_t *u = c->up;
@@ -325,45 +350,134 @@ static void conn_maybe_unblock_up(conn_t *c) {
 
 static void drain_now(conn_t *c);
 
+static void client_written(conn_t *c) {
+  touch(c);
+  if (c->state == C_DRAIN && c->wpending == 0 && !c->shut_sent) drain_now(c);
+  else conn_maybe_unblock_up(c);
+}
+
 static void on_client_write(uv_write_t *req, int status) {
   cwrite_t *w = (cwrite_t *)req;
   conn_t *c = w->c;
   c->wpending -= w->len;
+  free_pieces(w->pieces);
   free(w);
   if (c->state == C_CLOSED) return;
   if (status < 0) {
     conn_close(c);
     return;
   }
-  touch(c);
-  if (c->state == C_DRAIN && c->wpending == 0 && !c->shut_sent) drain_now(c);
-  else conn_maybe_unblock_up(c);
+  client_written(c);
 }
 
-/* Copies up to three pieces into one write (a chunk header, its data and its CRLF). */
+/* Sends what the connection has collected: straight away when the socket takes it all
+ * (uv_try_write: no request, no poll change), else queued with uv_write. */
+static void flush_conn(conn_t *c) {
+  while (c->out_head && c->state != C_CLOSED) {
+    uv_buf_t bufs[FLUSH_MAX_BUFS];
+    unsigned n = 0;
+    size_t len = 0;
+    piece_t *p = c->out_head, *last = NULL;
+    while (p && n < FLUSH_MAX_BUFS) {
+      bufs[n++] = uv_buf_init((char *)p->data, (unsigned)p->len);
+      len += p->len;
+      last = p;
+      p = p->next;
+    }
+    last->next = NULL;
+    piece_t *batch = c->out_head;
+    c->out_head = p;
+    if (!p) c->out_tail = NULL;
+    int sent = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (sent < 0 && sent != UV_EAGAIN) {
+      c->wpending -= len;
+      free_pieces(batch);
+      conn_close(c);
+      return;
+    }
+    if (sent > 0) {
+      c->wpending -= (size_t)sent;
+      if ((size_t)sent == len) {
+        free_pieces(batch);
+        client_written(c);
+        continue;
+      }
+      len -= (size_t)sent;
+      unsigned skip = 0;
+      size_t k = (size_t)sent;
+      while (k >= bufs[skip].len) k -= bufs[skip++].len;
+      bufs[skip].base += k;
+      bufs[skip].len -= k;
+      memmove(bufs, bufs + skip, (n - skip) * sizeof bufs[0]);
+      n -= skip;
+    }
+    cwrite_t *w = malloc(sizeof *w);
+    if (!w) {
+      c->wpending -= len;
+      free_pieces(batch);
+      conn_close(c);
+      return;
+    }
+    w->c = c;
+    w->len = len;
+    w->pieces = batch;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_client_write) < 0) {
+      c->wpending -= len;
+      free_pieces(w->pieces);
+      free(w);
+      conn_close(c);
+      return;
+    }
+  }
+}
+
+static void on_flush(uv_check_t *h) {
+  hsp_gw_t *gw = h->data;
+  while (gw->flush) {
+    conn_t *c = gw->flush;
+    gw->flush = c->flush_next;
+    c->flush_queued = false;
+    flush_conn(c);
+  }
+  uv_check_stop(&gw->flusher);
+  uv_idle_stop(&gw->flush_idle);
+}
+
+static void on_flush_idle(uv_idle_t *h) { (void)h; }
+
+/* Copies up to three pieces into one (a chunk header, its data and its CRLF) and queues it. */
 static void client_writev(conn_t *c, const void *a, size_t alen, const void *b, size_t blen,
                           const void *d, size_t dlen) {
   if (c->state == C_CLOSED || c->shut_sent) return;
   size_t len = alen + blen + dlen;
   if (len == 0) return;
-  cwrite_t *w = malloc(sizeof *w + len);
+  piece_t *w = malloc(sizeof *w + len);
   if (!w) {
     conn_close(c);
     return;
   }
-  w->c = c;
+  w->next = NULL;
   w->len = len;
   if (alen) memcpy(w->data, a, alen);
   if (blen) memcpy(w->data + alen, b, blen);
   if (dlen) memcpy(w->data + alen + blen, d, dlen);
-  uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)len);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_client_write) < 0) {
-    free(w);
-    conn_close(c);
-    return;
-  }
+  if (c->out_tail) c->out_tail->next = w;
+  else c->out_head = w;
+  c->out_tail = w;
   c->wpending += len;
-  c->gw->bytes_out += len;
+  hsp_gw_t *gw = c->gw;
+  gw->bytes_out += len;
+  if (!c->flush_queued) {
+    c->flush_queued = true;
+    c->flush_next = gw->flush;
+    gw->flush = c;
+    if (!uv_is_active((uv_handle_t *)&gw->flusher)) {
+      uv_check_start(&gw->flusher, on_flush);
+      /* An active idle handle keeps the poll from blocking when the write was queued from
+       * a timer, so the flush is not held until the next event. */
+      uv_idle_start(&gw->flush_idle, on_flush_idle);
+    }
+  }
 }
 
 static void client_write(conn_t *c, const void *p, size_t n) {
@@ -434,6 +548,8 @@ static void conn_close(conn_t *c) {
     gw->nsse--;
   }
   c->state = C_CLOSED;
+  free_pieces(c->out_head);
+  c->out_head = c->out_tail = NULL;
   conn_drop_up(c);
   if (c->prev) c->prev->next = c->next;
   else gw->conns = c->next;
@@ -778,20 +894,16 @@ static void local_route(conn_t *c) {
   }
 }
 
-static bool range_valid(const char *range) {
-  hsp_semver_range_t r;
-  if (hsp_semver_range_parse(&r, range, strlen(range)) != 0) return false;
-  hsp_semver_range_free(&r);
-  return true;
-}
-
 static void list_route(conn_t *c) {
   hsp_gw_t *gw = c->gw;
   if (c->req.method != HSP_HTTP_GET && c->req.method != HSP_HTTP_HEAD)
     { respond_error(c, 405, "method not allowed"); return; }
-  if (!range_valid(c->route.range)) { respond_error(c, 400, "invalid version range"); return; }
   long n = gw->up.query(gw->up.ud, c->route.name, c->route.range, NULL, 0);
-  if (n < 0) { respond_error(c, n == HSP_REG_ERANGE ? 400 : 500, hsp_reg_strerror((int)n)); return; }
+  if (n < 0) {
+    respond_error(c, n == HSP_REG_ERANGE ? 400 : 500,
+                  n == HSP_REG_ERANGE ? "invalid version range" : hsp_reg_strerror((int)n));
+    return;
+  }
   hsp_reg_instance_t *v = NULL;
   if (n > 0) {
     v = malloc((size_t)n * sizeof *v);
@@ -853,9 +965,12 @@ static void proxy_route(conn_t *c) {
       { respond_error(c, 404, "no such instance"); return; }
     c->ncands = 1;
   } else {
-    if (!range_valid(r->range)) { respond_error(c, 400, "invalid version range"); return; }
     long n = gw->up.query(gw->up.ud, r->name, r->range, c->cands, MAX_CANDIDATES);
-    if (n < 0) { respond_error(c, n == HSP_REG_ERANGE ? 400 : 500, hsp_reg_strerror((int)n)); return; }
+    if (n < 0) {
+    respond_error(c, n == HSP_REG_ERANGE ? 400 : 500,
+                  n == HSP_REG_ERANGE ? "invalid version range" : hsp_reg_strerror((int)n));
+    return;
+  }
     if (n == 0) {
       if (!role_exists(gw, r->name)) { respond_error(c, 404, "no such role"); return; }
       { respond_error(c, 404, "no instance satisfies the range"); return; }
@@ -1326,7 +1441,13 @@ static const hsp_http_callbacks_t req_cbs = {req_on_start, req_on_header,
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)hint;
   conn_t *c = h->data;
-  if (c->roff == c->rlen) c->roff = c->rlen = 0;
+  if (c->roff == c->rlen) {
+    c->roff = c->rlen = 0;
+  } else if (c->roff > 0) {
+    memmove(c->rbuf, c->rbuf + c->roff, c->rlen - c->roff);
+    c->rlen -= c->roff;
+    c->roff = 0;
+  }
   *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(RBUF_SIZE - c->rlen));
 }
 
@@ -1420,7 +1541,9 @@ static void conn_process_now(conn_t *c) {
   }
   if (c->state == C_CLOSED || c->state == C_SSE || c->state == C_DRAIN) return;
   if (c->state == C_TUNNEL) return;
-  set_reading(c, can_parse(c) && c->roff == c->rlen);
+  /* While a request is in flight the socket is still read (no epoll change per request),
+   * but only into the room the buffer has: a client cannot make us hold more than that. */
+  set_reading(c, c->rlen - c->roff < RBUF_SIZE);
 }
 
 /* Parses what the read buffer holds as far as the state allows. Calls made while it runs
@@ -1607,7 +1730,11 @@ int hsp_gw_new(hsp_gw_t **out, uv_loop_t *loop, const hsp_gw_config_t *cfg,
   gw->tick.data = gw;
   uv_check_init(loop, &gw->reaper);
   gw->reaper.data = gw;
-  gw->handles = 3;
+  uv_check_init(loop, &gw->flusher);
+  gw->flusher.data = gw;
+  uv_idle_init(loop, &gw->flush_idle);
+  gw->flush_idle.data = gw;
+  gw->handles = 5;
   uv_timer_start(&gw->tick, on_tick, TICK_MS, TICK_MS);
   *out = gw;
   return 0;
@@ -1660,4 +1787,6 @@ void hsp_gw_close(hsp_gw_t *gw, void (*cb)(void *ud), void *ud) {
   uv_close((uv_handle_t *)&gw->server, gw_own_closed);
   uv_close((uv_handle_t *)&gw->tick, gw_own_closed);
   uv_close((uv_handle_t *)&gw->reaper, gw_own_closed);
+  uv_close((uv_handle_t *)&gw->flusher, gw_own_closed);
+  uv_close((uv_handle_t *)&gw->flush_idle, gw_own_closed);
 }

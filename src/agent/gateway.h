@@ -22,6 +22,9 @@
  * Memory per client connection is bounded: a read buffer, the parser scratch and the header
  * store, plus at most HSP_GW_HIGH_WATER bytes queued towards each side (plus one read).
  * Bodies and tunnels are streamed with back-pressure both ways, never buffered whole.
+ *
+ * The process must ignore SIGPIPE (libuv writes to sockets with write(2)): a client that
+ * resets its connection would otherwise kill it.
  */
 #ifndef HSP_AGENT_GATEWAY_H
 #define HSP_AGENT_GATEWAY_H
@@ -111,7 +114,7 @@ typedef struct hsp_gw_config {
   bool trust_forwarded;         /* extend X-Forwarded-* from clients (behind another proxy) */
 } hsp_gw_config_t;
 
-/* 10 s head, 60 s idle, 30 s upstream, 10 min tunnel, 1024 clients, 8 pooled per instance. */
+/* 10 s head, 60 s idle, 30 s upstream, 10 min tunnel, 1024 clients, 64 pooled per instance. */
 hsp_gw_config_t hsp_gw_default_config(void);
 
 typedef struct hsp_gw hsp_gw_t;

@@ -71,6 +71,15 @@ static void tcp_on_write(uv_write_t *req, int status) {
 static int tcp_write(hsp_gw_stream_t *s, const uint8_t *bytes, size_t len) {
   tcp_stream_t *t = (tcp_stream_t *)s;
   if (t->failed || !t->connected) return HSP_GW_ECLOSED;
+  /* Straight to the socket when it takes everything (nothing queued before us). */
+  uv_buf_t direct = uv_buf_init((char *)bytes, (unsigned)len);
+  int sent = uv_try_write((uv_stream_t *)&t->tcp, &direct, 1);
+  if (sent == (int)len) return 0;
+  if (sent < 0 && sent != UV_EAGAIN) return HSP_GW_ECLOSED;
+  if (sent > 0) {
+    bytes += sent;
+    len -= (size_t)sent;
+  }
   tcp_write_t *w = malloc(sizeof *w + len);
   if (!w) return HSP_GW_ENOMEM;
   memcpy(w->data, bytes, len);

@@ -11,6 +11,7 @@
 #include "gateway.h"
 #include "hex.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,8 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  /* A client that resets its connection must not kill the process on the next write. */
+  signal(SIGPIPE, SIG_IGN);
   loop = uv_default_loop();
   hsp_gw_upstream_t up;
   if (hsp_gw_static_new(&st, loop, fail_ms) != 0) return 1;
