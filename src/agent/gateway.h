@@ -34,8 +34,11 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "dht_io.h"
 #include "http.h"
+#include "hyper_crypto.h"
 #include "registry.h"
+#include "replica.h"
 
 enum hsp_gw_error {
   HSP_GW_OK = 0,
@@ -144,8 +147,27 @@ int hsp_gw_static_add(hsp_gw_static_t *s, const hsp_reg_instance_t *inst, const 
 int hsp_gw_static_remove(hsp_gw_static_t *s, const uint8_t key[HSP_REG_KEY_BYTES]);
 void hsp_gw_static_upstream(hsp_gw_static_t *s, hsp_gw_upstream_t *out);
 
+/* Instances added with host NULL are reached over HyperDHT by their key through io, as kp. */
+void hsp_gw_static_set_dht(hsp_gw_static_t *s, hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp);
+
 /* Opens a TCP stream to host:port as an hsp_gw_stream (what the static upstream uses). */
 int hsp_gw_tcp_open(uv_loop_t *loop, const char *host, int port,
                     const hsp_gw_stream_events_t *ev, void *ctx, hsp_gw_stream_t **out);
+
+/* Opens an encrypted HyperDHT connection to the instance's key as an hsp_gw_stream. */
+int hsp_gw_dht_open(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
+                    const uint8_t key[HSP_REG_KEY_BYTES], const hsp_gw_stream_events_t *ev,
+                    void *ctx, hsp_gw_stream_t **out);
+
+/* ---- The registry upstream: a replica for lookups, HyperDHT for streams ------------------ */
+
+typedef struct hsp_gw_replica hsp_gw_replica_t;
+
+/* The replica, io and kp are the caller's and must outlive it; keeping the replica in step
+ * with the registry is the caller's too (call hsp_gw_changed when it changes). */
+int hsp_gw_replica_new(hsp_gw_replica_t **out, hsp_reg_replica_t *r, hsp_dht_io_t *io,
+                       const hsp_crypto_keypair_t *kp, uint64_t fail_ms);
+void hsp_gw_replica_free(hsp_gw_replica_t *g);
+void hsp_gw_replica_upstream(hsp_gw_replica_t *g, hsp_gw_upstream_t *out);
 
 #endif

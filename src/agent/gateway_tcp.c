@@ -1,5 +1,5 @@
 /* Gateway upstream over plain TCP: a stream per socket, and a static instance table. */
-#include "gateway.h"
+#include "gateway_internal.h"
 #include "index.h"
 
 #include <stdlib.h>
@@ -158,13 +158,50 @@ int hsp_gw_tcp_open(uv_loop_t *loop, const char *host, int port,
   return 0;
 }
 
+/* ---- Passive health: instances the gateway could not use, for a while ------------------- */
+
+void hsp_gw_failset_mark(hsp_gw_failset_t *f, const uint8_t key[HSP_REG_KEY_BYTES],
+                         uint64_t until) {
+  for (size_t i = 0; i < f->n; i++) {
+    if (memcmp(f->v[i].key, key, HSP_REG_KEY_BYTES) == 0) {
+      f->v[i].until = until;
+      return;
+    }
+  }
+  if (f->n == f->cap) {
+    size_t cap = f->cap ? f->cap * 2 : 8;
+    void *v = realloc(f->v, cap * sizeof *f->v);
+    if (!v) return; /* health is advisory: forgetting a failure is safe */
+    f->v = v;
+    f->cap = cap;
+  }
+  memcpy(f->v[f->n].key, key, HSP_REG_KEY_BYTES);
+  f->v[f->n++].until = until;
+}
+
+bool hsp_gw_failset_failed(hsp_gw_failset_t *f, const uint8_t key[HSP_REG_KEY_BYTES],
+                           uint64_t now) {
+  for (size_t i = 0; i < f->n; i++) {
+    if (f->v[i].until <= now) {
+      f->v[i--] = f->v[--f->n]; /* expired: forget it */
+      continue;
+    }
+    if (memcmp(f->v[i].key, key, HSP_REG_KEY_BYTES) == 0) return true;
+  }
+  return false;
+}
+
+void hsp_gw_failset_free(hsp_gw_failset_t *f) {
+  free(f->v);
+  *f = (hsp_gw_failset_t){0};
+}
+
 /* ---- Static upstream -------------------------------------------------------------------- */
 
 typedef struct static_entry {
   uint8_t key[HSP_REG_KEY_BYTES];
-  char host[64];
+  char host[64]; /* "" for HyperDHT */
   int port;
-  uint64_t failed_until;
 } static_entry_t;
 
 struct hsp_gw_static {
@@ -173,7 +210,15 @@ struct hsp_gw_static {
   static_entry_t *items;
   size_t n, cap;
   uint64_t fail_ms, seq;
+  hsp_gw_failset_t fails;
+  hsp_dht_io_t *io;
+  const hsp_crypto_keypair_t *kp;
 };
+
+void hsp_gw_static_set_dht(hsp_gw_static_t *s, hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp) {
+  s->io = io;
+  s->kp = kp;
+}
 
 int hsp_gw_static_new(hsp_gw_static_t **out, uv_loop_t *loop, uint64_t fail_ms) {
   hsp_gw_static_t *s = calloc(1, sizeof *s);
@@ -192,6 +237,7 @@ int hsp_gw_static_new(hsp_gw_static_t **out, uv_loop_t *loop, uint64_t fail_ms) 
 void hsp_gw_static_free(hsp_gw_static_t *s) {
   if (!s) return;
   hsp_reg_index_free(s->ix);
+  hsp_gw_failset_free(&s->fails);
   free(s->items);
   free(s);
 }
@@ -204,7 +250,7 @@ static static_entry_t *static_find(hsp_gw_static_t *s, const uint8_t key[HSP_REG
 
 int hsp_gw_static_add(hsp_gw_static_t *s, const hsp_reg_instance_t *inst, const char *host,
                       int port) {
-  if (strlen(host) >= sizeof s->items[0].host) return HSP_GW_EINVAL;
+  if (host && (!host[0] || strlen(host) >= sizeof s->items[0].host)) return HSP_GW_EINVAL;
   static_entry_t *e = static_find(s, inst->key);
   if (!e) {
     if (s->n == s->cap) {
@@ -218,7 +264,7 @@ int hsp_gw_static_add(hsp_gw_static_t *s, const hsp_reg_instance_t *inst, const 
   }
   memset(e, 0, sizeof *e);
   memcpy(e->key, inst->key, HSP_REG_KEY_BYTES);
-  strcpy(e->host, host);
+  if (host) strcpy(e->host, host);
   e->port = port;
   hsp_reg_instance_t copy = *inst;
   copy.reg_seq = ++s->seq;
@@ -258,15 +304,13 @@ static uint64_t st_seq(void *ud) { return ((hsp_gw_static_t *)ud)->seq; }
 
 static hsp_gw_health_t st_health(void *ud, const uint8_t key[HSP_REG_KEY_BYTES]) {
   hsp_gw_static_t *s = ud;
-  static_entry_t *e = static_find(s, key);
-  return e && e->failed_until > uv_now(s->loop) ? HSP_GW_FAILED : HSP_GW_HEALTHY;
+  return hsp_gw_failset_failed(&s->fails, key, uv_now(s->loop)) ? HSP_GW_FAILED : HSP_GW_HEALTHY;
 }
 
 static void st_mark_failed(void *ud, const uint8_t key[HSP_REG_KEY_BYTES], int err) {
   (void)err;
   hsp_gw_static_t *s = ud;
-  static_entry_t *e = static_find(s, key);
-  if (e) e->failed_until = uv_now(s->loop) + s->fail_ms;
+  hsp_gw_failset_mark(&s->fails, key, uv_now(s->loop) + s->fail_ms);
 }
 
 static int st_open(void *ud, const uint8_t key[HSP_REG_KEY_BYTES],
@@ -274,6 +318,7 @@ static int st_open(void *ud, const uint8_t key[HSP_REG_KEY_BYTES],
   hsp_gw_static_t *s = ud;
   static_entry_t *e = static_find(s, key);
   if (!e) return HSP_GW_EOPEN;
+  if (!e->host[0]) return s->io ? hsp_gw_dht_open(s->io, s->kp, key, ev, ctx, out) : HSP_GW_EOPEN;
   return hsp_gw_tcp_open(s->loop, e->host, e->port, ev, ctx, out);
 }
 

@@ -2,11 +2,13 @@
  * Runs the HTTP gateway over a static upstream (instances mapped to 127.0.0.1 ports) for the
  * gateway tests and benchmark. Prints "listening PORT", then takes commands on stdin, one per
  * line, answering "ok" or "error ...":
- *   add KEYHEX NAME VERSION PORT [TAGS]   register (or replace) an instance
+ *   add KEYHEX NAME VERSION PORT [TAGS]   register (or replace) an instance at 127.0.0.1:PORT;
+ *                                         PORT "dht": reached over HyperDHT by its key
  *   del KEYHEX                            deregister it
  *   quit                                  close everything and exit (as does end of input)
  * Options: --port N --header-timeout MS --idle-timeout MS --upstream-timeout MS
- *          --tunnel-timeout MS --fail-ms MS
+ *          --tunnel-timeout MS --fail-ms MS --bootstrap HOST:PORT[,...] (joins that DHT, on
+ *          127.0.0.1, before listening)
  */
 #include "gateway.h"
 #include "hex.h"
@@ -24,16 +26,21 @@ static uv_pipe_t in;
 static char line[4096];
 static size_t line_len;
 static bool quitting;
+static hsp_dht_io_t *io;
+static hsp_crypto_keypair_t kp;
 
 static void reply(const char *s) {
   printf("%s\n", s);
   fflush(stdout);
 }
 
+static void on_io_closed(void *ud) { (void)ud; }
+
 static void on_gw_closed(void *ud) {
   (void)ud;
   hsp_gw_static_free(st);
   st = NULL;
+  if (io) hsp_dht_io_close(io, on_io_closed, NULL);
 }
 
 static void on_in_closed(uv_handle_t *h) { (void)h; }
@@ -67,7 +74,8 @@ static void command(char *cmd) {
     inst.registered_ms = (uint64_t)time(NULL) * 1000;
     inst.renewed_ms = inst.registered_ms;
     inst.expires_ms = inst.registered_ms + inst.ttl_ms;
-    int rc = hsp_gw_static_add(st, &inst, "127.0.0.1", atoi(argv[4]));
+    bool dht = strcmp(argv[4], "dht") == 0;
+    int rc = hsp_gw_static_add(st, &inst, dht ? NULL : "127.0.0.1", dht ? 0 : atoi(argv[4]));
     hsp_gw_changed(gw);
     reply(rc == 0 ? "ok" : "error add");
   } else if (strcmp(argv[0], "del") == 0 && argc == 2 &&
@@ -105,13 +113,35 @@ static void on_stdin(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   }
 }
 
+static int port;
+
+static void start(void) {
+  int rc = hsp_gw_listen(gw, "127.0.0.1", port);
+  if (rc != 0) {
+    fprintf(stderr, "gateway_tool: %s\n", hsp_gw_strerror(rc));
+    exit(1);
+  }
+  printf("listening %d\n", hsp_gw_port(gw));
+  fflush(stdout);
+  uv_pipe_init(loop, &in, 0);
+  uv_pipe_open(&in, 0);
+  uv_read_start((uv_stream_t *)&in, on_alloc, on_stdin);
+}
+
+static void on_ready(hsp_dht_io_t *d, void *ctx) {
+  (void)d;
+  (void)ctx;
+  start();
+}
+
 int main(int argc, char **argv) {
   hsp_gw_config_t cfg = hsp_gw_default_config();
-  int port = 0;
+  const char *bootstrap = NULL;
   uint64_t fail_ms = 30000;
   for (int i = 1; i + 1 < argc; i += 2) {
     uint64_t v = strtoull(argv[i + 1], NULL, 10);
     if (strcmp(argv[i], "--port") == 0) port = (int)v;
+    else if (strcmp(argv[i], "--bootstrap") == 0) bootstrap = argv[i + 1];
     else if (strcmp(argv[i], "--header-timeout") == 0) cfg.header_timeout_ms = v;
     else if (strcmp(argv[i], "--idle-timeout") == 0) cfg.idle_timeout_ms = v;
     else if (strcmp(argv[i], "--upstream-timeout") == 0) cfg.upstream_timeout_ms = v;
@@ -128,17 +158,23 @@ int main(int argc, char **argv) {
   hsp_gw_upstream_t up;
   if (hsp_gw_static_new(&st, loop, fail_ms) != 0) return 1;
   hsp_gw_static_upstream(st, &up);
-  int rc = hsp_gw_new(&gw, loop, &cfg, &up);
-  if (rc == 0) rc = hsp_gw_listen(gw, "127.0.0.1", port);
-  if (rc != 0) {
-    fprintf(stderr, "gateway_tool: %s\n", hsp_gw_strerror(rc));
-    return 1;
+  if (hsp_gw_new(&gw, loop, &cfg, &up) != 0) return 1;
+  if (bootstrap) {
+    hsp_dht_io_opts_t o;
+    hsp_dht_io_opts_default(&o);
+    o.host = "127.0.0.1";
+    o.bootstrap = bootstrap;
+    int rc = hsp_dht_io_create(&io, loop, &o);
+    if (rc != 0) {
+      fprintf(stderr, "gateway_tool: %s\n", hsp_dht_io_strerror(rc));
+      return 1;
+    }
+    hsp_crypto_keypair_random(&kp);
+    hsp_gw_static_set_dht(st, io, &kp);
+    hsp_dht_io_on_ready(io, on_ready, NULL);
+  } else {
+    start();
   }
-  printf("listening %d\n", hsp_gw_port(gw));
-  fflush(stdout);
-  uv_pipe_init(loop, &in, 0);
-  uv_pipe_open(&in, 0);
-  uv_read_start((uv_stream_t *)&in, on_alloc, on_stdin);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   return 0;

@@ -1,0 +1,181 @@
+/* Gateway upstream over HyperDHT: connections to instances by key, lookups in a replica. */
+#include "gateway_internal.h"
+#include "hyper_conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct dht_stream {
+  hsp_gw_stream_t base;
+  hsp_dht_conn_t *conn;
+  const hsp_gw_stream_events_t *ev;
+  void *ctx;
+  bool connecting, closed, failed;
+} dht_stream_t;
+
+/* The stream lives until both its owner let go (close) and the connection is released. */
+static void dht_maybe_free(dht_stream_t *d) {
+  if (d->closed && !d->conn && !d->connecting) free(d);
+}
+
+static void dht_on_read(hsp_dht_conn_t *c, const uint8_t *buf, ssize_t len) {
+  dht_stream_t *d = hsp_dht_conn_user(c);
+  if (d->closed || d->failed) return;
+  if (len > 0) d->ev->on_data(d->ctx, buf, (size_t)len);
+  else if (len == HSP_DHT_CONN_EOF) d->ev->on_end(d->ctx);
+}
+
+static void dht_on_close(hsp_dht_conn_t *c, int status) {
+  (void)status;
+  dht_stream_t *d = hsp_dht_conn_user(c);
+  d->conn = NULL;
+  if (!d->closed && !d->failed) {
+    d->failed = true;
+    d->ev->on_error(d->ctx, HSP_GW_ECLOSED);
+  }
+  dht_maybe_free(d);
+}
+
+static void dht_on_written(void *ctx, int status) {
+  dht_stream_t *d = ctx;
+  if (d->closed || d->failed || !d->conn || status < 0) return;
+  if (hsp_dht_conn_write_queue_size(d->conn) <= HSP_GW_LOW_WATER) d->ev->on_drain(d->ctx);
+}
+
+static int dht_write(hsp_gw_stream_t *s, const uint8_t *bytes, size_t len) {
+  dht_stream_t *d = (dht_stream_t *)s;
+  if (d->failed || !d->conn) return HSP_GW_ECLOSED;
+  return hsp_dht_conn_write(d->conn, bytes, len, dht_on_written, d) == 0 ? 0 : HSP_GW_ECLOSED;
+}
+
+static size_t dht_pending(const hsp_gw_stream_t *s) {
+  const dht_stream_t *d = (const dht_stream_t *)s;
+  return d->conn ? hsp_dht_conn_write_queue_size(d->conn) : 0;
+}
+
+static void dht_shutdown(hsp_gw_stream_t *s) {
+  dht_stream_t *d = (dht_stream_t *)s;
+  if (d->conn && !d->failed) hsp_dht_conn_end(d->conn);
+}
+
+/* hsp_dht_conn has no read pause yet: the UDX receive window bounds what arrives unread only
+ * once reading stops at the UDX level, which the connection object does not expose. Until
+ * it does, a slow client is protected by the gateway's queue limit on its side only. */
+static void dht_set_reading(hsp_gw_stream_t *s, bool on) {
+  (void)s;
+  (void)on;
+}
+
+static void dht_close(hsp_gw_stream_t *s) {
+  dht_stream_t *d = (dht_stream_t *)s;
+  d->closed = true;
+  if (d->conn) hsp_dht_conn_destroy(d->conn); /* dht_on_close frees d */
+  else dht_maybe_free(d);
+}
+
+static const hsp_gw_stream_ops_t dht_ops = {dht_write, dht_pending, dht_shutdown,
+                                            dht_set_reading, dht_close};
+
+static void dht_on_connect(void *ctx, hsp_dht_conn_t *conn, int err) {
+  dht_stream_t *d = ctx;
+  d->connecting = false;
+  if (d->closed) {
+    /* The gateway gave up while we were connecting. */
+    if (conn) {
+      d->conn = conn;
+      hsp_dht_conn_set_callbacks(conn, dht_on_read, dht_on_close, d);
+      hsp_dht_conn_destroy(conn);
+    } else {
+      dht_maybe_free(d);
+    }
+    return;
+  }
+  if (err || !conn) {
+    d->failed = true;
+    d->ev->on_open(d->ctx, HSP_GW_EOPEN);
+    return;
+  }
+  d->conn = conn;
+  hsp_dht_conn_set_callbacks(conn, dht_on_read, dht_on_close, d);
+  d->ev->on_open(d->ctx, 0);
+}
+
+int hsp_gw_dht_open(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
+                    const uint8_t key[HSP_REG_KEY_BYTES], const hsp_gw_stream_events_t *ev,
+                    void *ctx, hsp_gw_stream_t **out) {
+  dht_stream_t *d = calloc(1, sizeof *d);
+  if (!d) return HSP_GW_ENOMEM;
+  d->base.ops = &dht_ops;
+  d->ev = ev;
+  d->ctx = ctx;
+  d->connecting = true;
+  if (hsp_dht_connect(io, kp, key, dht_on_connect, d) != 0) {
+    free(d);
+    return HSP_GW_EOPEN;
+  }
+  *out = &d->base;
+  return 0;
+}
+
+/* ---- The registry upstream ---------------------------------------------------------------- */
+
+struct hsp_gw_replica {
+  hsp_reg_replica_t *r;
+  hsp_dht_io_t *io;
+  const hsp_crypto_keypair_t *kp;
+  uint64_t fail_ms;
+  hsp_gw_failset_t fails;
+};
+
+int hsp_gw_replica_new(hsp_gw_replica_t **out, hsp_reg_replica_t *r, hsp_dht_io_t *io,
+                       const hsp_crypto_keypair_t *kp, uint64_t fail_ms) {
+  hsp_gw_replica_t *g = calloc(1, sizeof *g);
+  if (!g) return HSP_GW_ENOMEM;
+  *g = (hsp_gw_replica_t){.r = r, .io = io, .kp = kp, .fail_ms = fail_ms};
+  *out = g;
+  return 0;
+}
+
+void hsp_gw_replica_free(hsp_gw_replica_t *g) {
+  if (!g) return;
+  hsp_gw_failset_free(&g->fails);
+  free(g);
+}
+
+static long rp_query(void *ud, const char *name, const char *range, hsp_reg_instance_t *out,
+                     size_t cap) {
+  return hsp_reg_replica_query(((hsp_gw_replica_t *)ud)->r, name, range, out, cap);
+}
+
+static bool rp_get(void *ud, const uint8_t key[HSP_REG_KEY_BYTES], hsp_reg_instance_t *out) {
+  return hsp_reg_replica_get(((hsp_gw_replica_t *)ud)->r, key, out);
+}
+
+static void rp_each(void *ud, void (*cb)(void *arg, const hsp_reg_instance_t *inst), void *arg) {
+  hsp_reg_replica_each(((hsp_gw_replica_t *)ud)->r, cb, arg);
+}
+
+static uint64_t rp_seq(void *ud) { return hsp_reg_replica_seq(((hsp_gw_replica_t *)ud)->r); }
+
+static hsp_gw_health_t rp_health(void *ud, const uint8_t key[HSP_REG_KEY_BYTES]) {
+  hsp_gw_replica_t *g = ud;
+  return hsp_gw_failset_failed(&g->fails, key, hsp_dht_io_now(g->io)) ? HSP_GW_FAILED
+                                                                      : HSP_GW_HEALTHY;
+}
+
+static void rp_mark_failed(void *ud, const uint8_t key[HSP_REG_KEY_BYTES], int err) {
+  (void)err;
+  hsp_gw_replica_t *g = ud;
+  hsp_gw_failset_mark(&g->fails, key, hsp_dht_io_now(g->io) + g->fail_ms);
+}
+
+static int rp_open(void *ud, const uint8_t key[HSP_REG_KEY_BYTES],
+                   const hsp_gw_stream_events_t *ev, void *ctx, hsp_gw_stream_t **out) {
+  hsp_gw_replica_t *g = ud;
+  return hsp_gw_dht_open(g->io, g->kp, key, ev, ctx, out);
+}
+
+void hsp_gw_replica_upstream(hsp_gw_replica_t *g, hsp_gw_upstream_t *out) {
+  *out = (hsp_gw_upstream_t){g,      rp_query,  rp_get,         rp_each,
+                             rp_seq, rp_health, rp_mark_failed, rp_open};
+}
