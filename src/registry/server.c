@@ -219,14 +219,19 @@ static void notify_watchers(hsp_reg_server_t *srv) {
   free(t);
 }
 
+static void on_expired(void *ud, const hsp_reg_entry_t *e) {
+  hsp_reg_server_t *srv = ud;
+  if (srv->cfg.on_change) srv->cfg.on_change(srv->cfg.ud, e);
+}
+
 static void expire_now(hsp_reg_server_t *srv, uint64_t now_ms) {
   if (hsp_store_next_expiry(srv->cfg.store) <= now_ms &&
-      hsp_store_expire(srv->cfg.store, now_ms, NULL, NULL) > 0)
+      hsp_store_expire(srv->cfg.store, now_ms, on_expired, srv) > 0)
     notify_watchers(srv);
 }
 
 int hsp_reg_server_tick(hsp_reg_server_t *srv, uint64_t now_ms) {
-  int n = hsp_store_expire(srv->cfg.store, now_ms, NULL, NULL);
+  int n = hsp_store_expire(srv->cfg.store, now_ms, on_expired, srv);
   if (n > 0) notify_watchers(srv);
   return n < 0 ? n : 0;
 }
@@ -291,6 +296,7 @@ static int handle_change(hsp_reg_server_t *srv, uint64_t conn, const hsp_reg_msg
   default: err = hsp_store_deregister(srv->cfg.store, m->inst.key, by, &stamp, now, &e); break;
   }
   if (err) return send_error(srv, conn, m->id, err);
+  if (srv->cfg.on_change) srv->cfg.on_change(srv->cfg.ud, &e);
   hsp_reg_msg_t ok;
   memset(&ok, 0, sizeof ok);
   ok.id = m->id;
