@@ -58,12 +58,13 @@ static void dht_shutdown(hsp_gw_stream_t *s) {
   if (d->conn && !d->failed) hsp_dht_conn_end(d->conn);
 }
 
-/* hsp_dht_conn has no read pause yet: the UDX receive window bounds what arrives unread only
- * once reading stops at the UDX level, which the connection object does not expose. Until
- * it does, a slow client is protected by the gateway's queue limit on its side only. */
+/* The connection buffers at most its receive window while paused, and the instance stops
+ * sending (UDX flow control). */
 static void dht_set_reading(hsp_gw_stream_t *s, bool on) {
-  (void)s;
-  (void)on;
+  dht_stream_t *d = (dht_stream_t *)s;
+  if (!d->conn || d->failed) return;
+  if (on) hsp_dht_conn_read_start(d->conn);
+  else hsp_dht_conn_read_stop(d->conn);
 }
 
 static void dht_close(hsp_gw_stream_t *s) {
