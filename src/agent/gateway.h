@@ -39,6 +39,7 @@
 #include "hyper_crypto.h"
 #include "registry.h"
 #include "replica.h"
+#include "store.h"
 
 enum hsp_gw_error {
   HSP_GW_OK = 0,
@@ -159,15 +160,16 @@ int hsp_gw_dht_open(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
                     const uint8_t key[HSP_REG_KEY_BYTES], const hsp_gw_stream_events_t *ev,
                     void *ctx, hsp_gw_stream_t **out);
 
-/* ---- The registry upstream: a replica for lookups, HyperDHT for streams ------------------ */
+/* ---- The registry upstream: instances from a replica or the store, streams over HyperDHT - */
 
-typedef struct hsp_gw_replica hsp_gw_replica_t;
+typedef struct hsp_gw_registry hsp_gw_registry_t;
 
-/* The replica, io and kp are the caller's and must outlive it; keeping the replica in step
- * with the registry is the caller's too (call hsp_gw_changed when it changes). */
-int hsp_gw_replica_new(hsp_gw_replica_t **out, hsp_reg_replica_t *r, hsp_dht_io_t *io,
-                       const hsp_crypto_keypair_t *kp, uint64_t fail_ms);
-void hsp_gw_replica_free(hsp_gw_replica_t *g);
-void hsp_gw_replica_upstream(hsp_gw_replica_t *g, hsp_gw_upstream_t *out);
+/* Exactly one of replica and store: a gateway of its own looks instances up in its replica
+ * (kept in step by the caller, see follow.h), the gateway inside the registry process in the
+ * registry's store. All arguments must outlive it; call hsp_gw_changed when they change. */
+int hsp_gw_registry_new(hsp_gw_registry_t **out, hsp_reg_replica_t *replica, hsp_store_t *store,
+                        hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp, uint64_t fail_ms);
+void hsp_gw_registry_free(hsp_gw_registry_t *g);
+void hsp_gw_registry_upstream(hsp_gw_registry_t *g, hsp_gw_upstream_t *out);
 
 #endif

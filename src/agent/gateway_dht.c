@@ -30,8 +30,11 @@ static void dht_on_close(hsp_dht_conn_t *c, int status) {
   dht_stream_t *d = hsp_dht_conn_user(c);
   d->conn = NULL;
   if (!d->closed && !d->failed) {
+    /* The owner usually closes the stream from on_error, which then frees it: nothing of d
+     * may be touched after this call. */
     d->failed = true;
     d->ev->on_error(d->ctx, HSP_GW_ECLOSED);
+    return;
   }
   dht_maybe_free(d);
 }
@@ -120,63 +123,97 @@ int hsp_gw_dht_open(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
 
 /* ---- The registry upstream ---------------------------------------------------------------- */
 
-struct hsp_gw_replica {
+/* Lookups come from a replica (a gateway of its own) or from the registry's own store (the
+ * gateway inside the registry process). */
+struct hsp_gw_registry {
   hsp_reg_replica_t *r;
+  hsp_store_t *store;
   hsp_dht_io_t *io;
   const hsp_crypto_keypair_t *kp;
   uint64_t fail_ms;
   hsp_gw_failset_t fails;
 };
 
-int hsp_gw_replica_new(hsp_gw_replica_t **out, hsp_reg_replica_t *r, hsp_dht_io_t *io,
-                       const hsp_crypto_keypair_t *kp, uint64_t fail_ms) {
-  hsp_gw_replica_t *g = calloc(1, sizeof *g);
+int hsp_gw_registry_new(hsp_gw_registry_t **out, hsp_reg_replica_t *r, hsp_store_t *store,
+                        hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp, uint64_t fail_ms) {
+  if (!r == !store) return HSP_GW_EINVAL;
+  hsp_gw_registry_t *g = calloc(1, sizeof *g);
   if (!g) return HSP_GW_ENOMEM;
-  *g = (hsp_gw_replica_t){.r = r, .io = io, .kp = kp, .fail_ms = fail_ms};
+  *g = (hsp_gw_registry_t){.r = r, .store = store, .io = io, .kp = kp, .fail_ms = fail_ms};
   *out = g;
   return 0;
 }
 
-void hsp_gw_replica_free(hsp_gw_replica_t *g) {
+void hsp_gw_registry_free(hsp_gw_registry_t *g) {
   if (!g) return;
   hsp_gw_failset_free(&g->fails);
   free(g);
 }
 
-static long rp_query(void *ud, const char *name, const char *range, hsp_reg_instance_t *out,
+static long rg_query(void *ud, const char *name, const char *range, hsp_reg_instance_t *out,
                      size_t cap) {
-  return hsp_reg_replica_query(((hsp_gw_replica_t *)ud)->r, name, range, out, cap);
+  hsp_gw_registry_t *g = ud;
+  if (g->r) return hsp_reg_replica_query(g->r, name, range, out, cap);
+  /* The store validates the range itself, so check it first for a clean 400. */
+  hsp_semver_range_t parsed;
+  if (hsp_semver_range_parse(&parsed, range, strlen(range)) != 0) return HSP_REG_ERANGE;
+  hsp_semver_range_free(&parsed);
+  hsp_reg_instance_t *v = NULL;
+  size_t n = 0;
+  int err = hsp_store_query(g->store, name, range, &v, &n);
+  if (err) return err;
+  if (out && v && n && cap) memcpy(out, v, (n < cap ? n : cap) * sizeof *v);
+  free(v);
+  return (long)n;
 }
 
-static bool rp_get(void *ud, const uint8_t key[HSP_REG_KEY_BYTES], hsp_reg_instance_t *out) {
-  return hsp_reg_replica_get(((hsp_gw_replica_t *)ud)->r, key, out);
+static bool rg_get(void *ud, const uint8_t key[HSP_REG_KEY_BYTES], hsp_reg_instance_t *out) {
+  hsp_gw_registry_t *g = ud;
+  if (g->r) return hsp_reg_replica_get(g->r, key, out);
+  return hsp_store_get(g->store, key, out) == 0;
 }
 
-static void rp_each(void *ud, void (*cb)(void *arg, const hsp_reg_instance_t *inst), void *arg) {
-  hsp_reg_replica_each(((hsp_gw_replica_t *)ud)->r, cb, arg);
+static void rg_each(void *ud, void (*cb)(void *arg, const hsp_reg_instance_t *inst), void *arg) {
+  hsp_gw_registry_t *g = ud;
+  if (g->r) {
+    hsp_reg_replica_each(g->r, cb, arg);
+    return;
+  }
+  hsp_reg_instance_t *v = NULL;
+  size_t n = 0;
+  if (hsp_store_list(g->store, &v, &n) != 0) return;
+  for (size_t i = 0; i < n; i++) cb(arg, &v[i]);
+  free(v);
 }
 
-static uint64_t rp_seq(void *ud) { return hsp_reg_replica_seq(((hsp_gw_replica_t *)ud)->r); }
+static uint64_t rg_seq(void *ud) {
+  hsp_gw_registry_t *g = ud;
+  if (g->r) return hsp_reg_replica_seq(g->r);
+  uint64_t seq = 0;
+  uint8_t hash[HSP_REG_HASH_BYTES];
+  hsp_store_head(g->store, &seq, hash);
+  return seq;
+}
 
-static hsp_gw_health_t rp_health(void *ud, const uint8_t key[HSP_REG_KEY_BYTES]) {
-  hsp_gw_replica_t *g = ud;
+static hsp_gw_health_t rg_health(void *ud, const uint8_t key[HSP_REG_KEY_BYTES]) {
+  hsp_gw_registry_t *g = ud;
   return hsp_gw_failset_failed(&g->fails, key, hsp_dht_io_now(g->io)) ? HSP_GW_FAILED
                                                                       : HSP_GW_HEALTHY;
 }
 
-static void rp_mark_failed(void *ud, const uint8_t key[HSP_REG_KEY_BYTES], int err) {
+static void rg_mark_failed(void *ud, const uint8_t key[HSP_REG_KEY_BYTES], int err) {
   (void)err;
-  hsp_gw_replica_t *g = ud;
+  hsp_gw_registry_t *g = ud;
   hsp_gw_failset_mark(&g->fails, key, hsp_dht_io_now(g->io) + g->fail_ms);
 }
 
-static int rp_open(void *ud, const uint8_t key[HSP_REG_KEY_BYTES],
+static int rg_open(void *ud, const uint8_t key[HSP_REG_KEY_BYTES],
                    const hsp_gw_stream_events_t *ev, void *ctx, hsp_gw_stream_t **out) {
-  hsp_gw_replica_t *g = ud;
+  hsp_gw_registry_t *g = ud;
   return hsp_gw_dht_open(g->io, g->kp, key, ev, ctx, out);
 }
 
-void hsp_gw_replica_upstream(hsp_gw_replica_t *g, hsp_gw_upstream_t *out) {
-  *out = (hsp_gw_upstream_t){g,      rp_query,  rp_get,         rp_each,
-                             rp_seq, rp_health, rp_mark_failed, rp_open};
+void hsp_gw_registry_upstream(hsp_gw_registry_t *g, hsp_gw_upstream_t *out) {
+  *out = (hsp_gw_upstream_t){g,      rg_query,  rg_get,         rg_each,
+                             rg_seq, rg_health, rg_mark_failed, rg_open};
 }
