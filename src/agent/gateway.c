@@ -606,7 +606,9 @@ static void respond(conn_t *c, int status, const char *ctype, const char *extra,
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                    "Cache-Control: no-store\r\n%s%s\r\n",
                    status, reason_of(status), ctype, len, extra ? extra : "",
-                   c->close_after ? "Connection: close\r\n" : "");
+                   c->close_after              ? "Connection: close\r\n"
+                   : c->req.version_minor == 0 ? "Connection: keep-alive\r\n"
+                                               : "");
   c->status = status;
   c->local = true;
   client_writev(c, head, (size_t)n, head_only ? NULL : body, head_only ? 0 : len, NULL, 0);
@@ -1066,6 +1068,7 @@ static int res_on_headers_complete(void *d, const hsp_http_message_t *m) {
       o.chunked = m->body == HSP_HTTP_BODY_EOF;
     }
     o.close = c->close_after;
+    o.keep_alive = !c->close_after && c->req.version_minor == 0;
     c->status = m->status;
   }
   int n = hsp_http_forward_response_head(head, sizeof head, m->status, reason, u->hdrs.items,

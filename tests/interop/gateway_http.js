@@ -201,6 +201,29 @@ async function main () {
       'HTTP/1.0 client gets an unframed body then close')
   }
 
+  // HTTP/1.0 with keep-alive: told so, and the connection carries a second request.
+  {
+    const c = await L.connect(P)
+    c.sock.write('GET /list/api HTTP/1.0\r\nConnection: keep-alive\r\n\r\n')
+    const r1 = await L.readResponse(c)
+    c.sock.write('GET /list/web HTTP/1.0\r\nConnection: keep-alive\r\n\r\n')
+    const r2 = await L.readResponse(c)
+    check(r1 && r1.status === 200 && /keep-alive/i.test(r1.headers.connection) &&
+      r2 && r2.status === 200 && JSON.parse(r2.body).length === 2, 'HTTP/1.0 keep-alive')
+    c.sock.destroy()
+  }
+  // Expect: 100-continue: the instance's interim answer comes through before the body is sent.
+  {
+    const c = await L.connect(P)
+    c.sock.write('POST /role/api@2/count HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n')
+    const interim = await L.readResponse(c)
+    check(interim && interim.status === 100, '100 Continue passed on: ' + (interim && interim.status))
+    c.sock.write('hello')
+    const fin = await L.readResponse(c)
+    check(fin && fin.status === 200 && JSON.parse(fin.body).bytes === 5, 'body sent after 100 Continue')
+    c.sock.destroy()
+  }
+
   // ---- Keep-alive and pipelining -----------------------------------------------------------
   {
     const c = await L.connect(P)
@@ -305,6 +328,27 @@ async function main () {
   await malformed('POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n', 400, 'conflicting lengths')
   r = await L.request(P, 'GET', '/role/api@2/id')
   check(r.status === 200, 'gateway still serves after malformed requests')
+
+  // Idle keep-alive connections and stalled bodies time out (a second gateway, short timeouts).
+  {
+    const quick = await L.startGateway(tool, ['--idle-timeout', '400', '--header-timeout', '400'])
+    check((await quick.cmd(`add ${K.api} api 2.3.4 ${a.port}`)) === 'ok', 'quick gateway register')
+    const idle = await L.connect(quick.port)
+    const t0 = Date.now()
+    check(await L.waitClosed(idle, 5000) && Date.now() - t0 < 4000, 'idle connection closed after the idle timeout')
+    const c = await L.connect(quick.port)
+    c.sock.write('GET /role/api@2/id?n=k HTTP/1.1\r\nHost: t\r\n\r\n')
+    const first = await L.readResponse(c)
+    check(first && first.body.toString() === 'A k', 'served before going idle')
+    check(await L.waitClosed(c, 5000), 'keep-alive connection closed when idle')
+    const stall = await L.connect(quick.port)
+    stall.sock.write('POST /role/api@2/count HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789')
+    const res = await L.readResponse(stall, { timeout: 5000 })
+    check(res && res.status === 408, 'stalled request body: 408 (' + (res && res.status) + ')')
+    check(await L.waitClosed(stall, 5000), 'stalled connection closed')
+    const { code } = await quick.stop()
+    check(code === 0, 'quick gateway exits cleanly')
+  }
 
   // ---- Dashboard, events, metrics ----------------------------------------------------------
   r = await L.request(P, 'GET', '/')
