@@ -99,7 +99,8 @@ typedef struct hsp_gw_upstream {
   /* The gateway could not use this instance (failover moves on); may be NULL. */
   void (*mark_failed)(void *ud, const uint8_t key[HSP_REG_KEY_BYTES], int err);
   /* Starts opening a stream to the instance; events go to ev with ctx, beginning with
-   * on_open. Returns 0 with *out set, or a negative error (no event follows). */
+   * on_open, which must come from the loop, never from inside open(). Returns 0 with *out
+   * set, or a negative error (no event follows). */
   int (*open)(void *ud, const uint8_t key[HSP_REG_KEY_BYTES], const hsp_gw_stream_events_t *ev,
               void *ctx, hsp_gw_stream_t **out);
 } hsp_gw_upstream_t;
