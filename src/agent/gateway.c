@@ -39,6 +39,9 @@
 #define MAX_ROLES 256
 #define SSE_MAX_PENDING (1024 * 1024)
 #define DRAIN_MS 2000
+/* A tunnel whose client has ended is closed after this much silence from the instance (it
+ * has had its chance to finish; many servers never answer a half-close). */
+#define TUNNEL_LINGER_MS 5000
 #define TICK_MS 250
 #define TRAFFIC_EVERY_TICKS 8
 
@@ -140,6 +143,7 @@ struct conn {
   hsp_http_message_t req;
   bool head_ready, msg_done, req_done, got_bytes, close_after, upgrade_req, local, up_blocked,
       read_eof, reading, shut_sent, in_process;
+  bool answered; /* a final response (or 101) to the current request has begun */
 
   uint8_t rbuf[RBUF_SIZE];
   size_t roff, rlen;
@@ -611,6 +615,7 @@ static void respond(conn_t *c, int status, const char *ctype, const char *extra,
                                                : "");
   c->status = status;
   c->local = true;
+  c->answered = true;
   client_writev(c, head, (size_t)n, head_only ? NULL : body, head_only ? 0 : len, NULL, 0);
 }
 
@@ -645,7 +650,7 @@ static void record_stats(conn_t *c) {
 /* A malformed request, or a timeout while receiving one: the connection cannot be trusted to
  * be in step any more. Answer if nothing was sent for this request yet, then close. */
 static void protocol_error(conn_t *c, int status, const char *msg) {
-  bool answered = c->local || (c->up && c->up->head_sent);
+  bool answered = c->answered;
   c->close_after = true;
   conn_drop_up(c);
   uv_timer_stop(&c->uptimer);
@@ -664,7 +669,7 @@ static void protocol_error(conn_t *c, int status, const char *msg) {
  * byte, the client gets an error and the connection goes on (the rest of the request body is
  * read and dropped); in the middle of a response, all we can do is cut the connection. */
 static void answer_failure(conn_t *c, int status, const char *msg) {
-  bool answered = c->local || (c->up && c->up->head_sent);
+  bool answered = c->answered;
   conn_drop_up(c);
   uv_timer_stop(&c->uptimer);
   if (answered) {
@@ -844,6 +849,7 @@ static void start_sse(conn_t *c) {
                              "retry: 1000\n\n";
   c->status = 200;
   c->local = true;
+  c->answered = true;
   client_write(c, head, sizeof head - 1);
   if (c->state == C_CLOSED) return;
   record_stats(c); /* counted now: the stream never ends by itself */
@@ -1074,7 +1080,7 @@ static int res_on_headers_complete(void *d, const hsp_http_message_t *m) {
   int n = hsp_http_forward_response_head(head, sizeof head, m->status, reason, u->hdrs.items,
                                          u->hdrs.count, &o);
   if (n < 0) return -1;
-  if (!u->interim) u->head_sent = true;
+  if (!u->interim) u->head_sent = c->answered = true;
   client_write(c, head, (size_t)n);
   if (c->state == C_CLOSED) return HSP_HTTP_PAUSE;
   return c->req.method == HSP_HTTP_HEAD && !u->interim && !u->upgraded ? HSP_HTTP_SKIP_BODY : 0;
@@ -1482,7 +1488,7 @@ static void next_request(conn_t *c) {
     return;
   }
   c->state = C_HEAD;
-  c->req_done = c->local = c->got_bytes = c->gw_error = c->upgrade_req = false;
+  c->req_done = c->local = c->got_bytes = c->gw_error = c->upgrade_req = c->answered = false;
   c->head_ready = c->msg_done = c->up_blocked = false;
   c->stats = NULL;
   c->status = 0;
@@ -1576,6 +1582,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     switch (c->state) {
     case C_TUNNEL:
       if (c->up && c->up->s) c->up->s->ops->shutdown(c->up->s);
+      touch(c);
+      arm_timer(c, TUNNEL_LINGER_MS);
       break;
     case C_HEAD:
       if (c->got_bytes && c->roff < c->rlen) break; /* parse what is left first */
@@ -1642,7 +1650,9 @@ static void on_timer(uv_timer_t *t) {
   case C_CLOSED: return;
   default: break;
   }
-  uint64_t limit = c->state == C_TUNNEL ? gw->cfg.tunnel_timeout_ms : gw->cfg.idle_timeout_ms;
+  uint64_t limit = c->state != C_TUNNEL ? gw->cfg.idle_timeout_ms
+                   : c->read_eof          ? TUNNEL_LINGER_MS
+                                          : gw->cfg.tunnel_timeout_ms;
   if (now - c->last_activity < limit) {
     arm_timer(c, limit - (now - c->last_activity));
     return;

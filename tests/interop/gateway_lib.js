@@ -180,6 +180,11 @@ function startBackend (id) {
       if (parts[1] === 'size') headers['content-length'] = n
       res.writeHead(200, headers)
       writePattern(res, n, () => res.end())
+    } else if (url.pathname === '/abort') {
+      // A response cut short: head and 10 of the 1000 bytes promised, then a reset.
+      res.writeHead(200, { 'content-length': 1000 })
+      res.write(Buffer.alloc(10, 97))
+      setTimeout(() => req.socket.destroy(), 50)
     } else if (url.pathname === '/count' || url.pathname === '/echo') {
       if (url.pathname === '/echo') {
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-backend': id })
