@@ -261,6 +261,20 @@ async function main () {
       if (res && res.body.toString() === 'body' + i) echoed++
     }
     check(echoed === 5, 'pipelined POST bodies echoed in order')
+    // After an instance failure and after a local answer to a request with a body, the
+    // connection stays in step.
+    check((await gw.cmd(`add ${L.hexKey(50)} dead2 1.0.0 ${deadPort}`)) === 'ok', 'register dead2')
+    const big = 'x'.repeat(300000)
+    c.sock.write(`GET /role/dead2/x HTTP/1.1\r\nHost: t\r\n\r\n` +
+      `POST /nowhere HTTP/1.1\r\nHost: t\r\nContent-Length: ${big.length}\r\n\r\n${big}` +
+      `POST /role/dead2/x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello` +
+      `GET /role/api@2/id?n=after HTTP/1.1\r\nHost: t\r\n\r\n`)
+    const seq = []
+    for (let i = 0; i < 4; i++) {
+      const res = await L.readResponse(c)
+      seq.push(res ? res.status + (res.status === 200 ? ':' + res.body : '') : 'none')
+    }
+    check(seq.join(' ') === '502 404 503 200:A after', 'in step after failures and discarded bodies: ' + seq.join(' '))
     c.sock.destroy()
   }
 
@@ -415,7 +429,7 @@ async function main () {
     }
     const m = /event: state\ndata: (.*)\n\n/.exec(text)
     const state = m ? JSON.parse(m[1]) : null
-    check(state && state.instances.length === 8 && state.seq > 0, 'SSE state lists the instances')
+    check(state && state.instances.length === 9 && state.seq > 0, 'SSE state lists the instances')
     // A change reaches the open stream.
     c.buf = Buffer.alloc(0)
     await gw.cmd(`del ${K.eof}`)
@@ -426,7 +440,7 @@ async function main () {
       const all = c.buf.toString().split('\n\n').filter((s) => s.includes('data: '))
       for (const ev of all) {
         const st = JSON.parse(ev.slice(ev.indexOf('data: ') + 6))
-        if (st.instances.length === 7 && !st.instances.some((i) => i.id === K.eof)) changed = true
+        if (st.instances.length === 8 && !st.instances.some((i) => i.id === K.eof)) changed = true
       }
     }
     check(changed, 'SSE pushes the deregistration')
