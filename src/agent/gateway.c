@@ -1493,6 +1493,9 @@ static void next_request(conn_t *c) {
   c->stats = NULL;
   c->status = 0;
   c->attempts = 0;
+  /* A parse error before the next head must not answer as if it were the last request. */
+  memset(&c->req, 0, sizeof c->req);
+  c->req.version_minor = 1;
   c->ncands = c->next_cand = 0;
   free(c->cands);
   c->cands = NULL;
@@ -1698,6 +1701,7 @@ static void on_connection(uv_stream_t *server, int status) {
   gw->conns = c;
   gw->nconns++;
   c->state = C_HEAD;
+  c->req.version_minor = 1;
   touch(c);
   arm_timer(c, gw->cfg.idle_timeout_ms);
   set_reading(c, true);
