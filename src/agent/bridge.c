@@ -21,6 +21,7 @@ struct hsp_agent_bridge {
   size_t held_bytes;
   int dht_writes;  /* HyperDHT writes not yet acknowledged by the peer */
   int tcp_writes;  /* TCP writes not yet done */
+  bool dht_paused; /* HyperDHT reading stopped while the TCP side is slow */
   bool tcp_ok, tcp_reading, tcp_eof, dht_eof, tcp_closed, tcp_closing, dht_closed, closing;
 };
 
@@ -118,8 +119,16 @@ static void tcp_written(uv_write_t *w, int status) {
   hsp_agent_bridge_t *b = w->data;
   free(w);
   b->tcp_writes--;
-  if (status && !b->closing) hsp_agent_bridge_close(b);
-  else maybe_finished(b);
+  if (status && !b->closing) {
+    hsp_agent_bridge_close(b);
+    return;
+  }
+  if (b->dht_paused && b->conn && !b->closing &&
+      b->tcp.write_queue_size < HSP_AGENT_BRIDGE_HIGH / 2) {
+    b->dht_paused = false;
+    hsp_dht_conn_read_start(b->conn);
+  }
+  maybe_finished(b);
 }
 
 static void tcp_send(hsp_agent_bridge_t *b, const uint8_t *data, size_t len) {
@@ -137,6 +146,11 @@ static void tcp_send(hsp_agent_bridge_t *b, const uint8_t *data, size_t len) {
     return;
   }
   b->tcp_writes++;
+  /* the TCP side reads slower than the peer sends: let UDX's window push back */
+  if (!b->dht_paused && b->conn && b->tcp.write_queue_size > HSP_AGENT_BRIDGE_HIGH) {
+    b->dht_paused = true;
+    hsp_dht_conn_read_stop(b->conn);
+  }
 }
 
 static void tcp_shutdown_done(uv_shutdown_t *r, int status) {

@@ -6,8 +6,9 @@
  * The two ends are attached separately (a TCP connect or accept, a HyperDHT connect or
  * incoming connection); bytes start flowing once both are there. HyperDHT data that
  * arrives before the TCP end is connected waits (up to HSP_AGENT_BRIDGE_HOLD bytes).
- * TCP reading pauses while more than HSP_AGENT_BRIDGE_HIGH bytes wait for the peer's
- * acknowledgement. An end's EOF half-closes the other end.
+ * Back-pressure both ways: TCP reading pauses while more than HSP_AGENT_BRIDGE_HIGH bytes
+ * wait for the peer's acknowledgement, and HyperDHT reading pauses while more than that
+ * waits to be written to TCP. An end's EOF half-closes the other end.
  */
 #ifndef HSP_AGENT_BRIDGE_H
 #define HSP_AGENT_BRIDGE_H

@@ -78,8 +78,12 @@ static void on_message(void *ud, const uint8_t *msg, size_t len) {
       return;
     }
     uint64_t seq = hsp_reg_replica_seq(f->replica);
-    if (head > seq && head - seq > FAR_BEHIND) request(f, HSP_REG_MSG_SNAPSHOT, ID_SNAPSHOT, 0, 0);
-    else request(f, HSP_REG_MSG_WATCH, ID_WATCH, seq, 0);
+    if (head > seq && head - seq > FAR_BEHIND) {
+      if (f->cbs.on_snapshot) f->cbs.on_snapshot(f->ud, head - seq);
+      request(f, HSP_REG_MSG_SNAPSHOT, ID_SNAPSHOT, 0, 0);
+    } else {
+      request(f, HSP_REG_MSG_WATCH, ID_WATCH, seq, 0);
+    }
   } else if (id == ID_SNAPSHOT) {
     int err = hsp_reg_replica_receive(f->replica, msg, len);
     if (err < 0 && err != HSP_REG_EREPLAY) sync_failed(f, err);

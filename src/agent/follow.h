@@ -25,6 +25,8 @@ typedef struct hsp_agent_follow_cbs {
   void (*on_down)(void *ud, bool was_up, int err);
   /* The replica cannot follow (an HSP_REG_E* error), once per distinct error. */
   void (*on_sync_error)(void *ud, int err);
+  /* The replica is `behind` entries behind the registry: it catches up by snapshot. */
+  void (*on_snapshot)(void *ud, uint64_t behind);
 } hsp_agent_follow_cbs_t;
 
 /* Opens the replica at replica_path for `registry` (32 bytes, copied) and starts the

@@ -141,6 +141,13 @@ static void on_sync_error(void *ud, int err) {
 
 static void on_change(void *ud) { announce_choice(ud); }
 
+static void on_snapshot(void *ud, uint64_t behind) {
+  hsp_agent_proxy_t *p = ud;
+  fprintf(p->cfg.out, "replica %llu entries behind the registry: taking a snapshot\n",
+          (unsigned long long)behind);
+  fflush(p->cfg.out);
+}
+
 static void on_up(void *ud, bool again) {
   hsp_agent_proxy_t *p = ud;
   if (again) fprintf(p->cfg.err, "hyperseaport proxy: reconnected to registry\n");
@@ -169,7 +176,7 @@ int hsp_agent_proxy_start(hsp_agent_proxy_t **out, const hsp_agent_proxy_config_
   if (!p) return HSP_REG_ENOMEM;
   p->cfg = *cfg;
   *msg = "cannot open the replica or start the registry session";
-  hsp_agent_follow_cbs_t cbs = {on_change, on_up, on_down, on_sync_error};
+  hsp_agent_follow_cbs_t cbs = {on_change, on_up, on_down, on_sync_error, on_snapshot};
   int err = hsp_agent_follow_start(&p->follow, cfg->io, cfg->registry, cfg->replica_path, &cbs, p);
   if (err) {
     free(p);

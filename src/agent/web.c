@@ -71,7 +71,7 @@ int hsp_agent_web_start(hsp_agent_web_t **out, const hsp_agent_web_config_t *cfg
   int err = 0;
   if (!cfg->store) {
     *msg = "cannot open the replica or start the registry session";
-    hsp_agent_follow_cbs_t cbs = {on_change, on_up, on_down, on_sync_error};
+    hsp_agent_follow_cbs_t cbs = {on_change, on_up, on_down, on_sync_error, NULL};
     err = hsp_agent_follow_start(&w->follow, cfg->io, cfg->registry, cfg->replica_path, &cbs, w);
     if (err) {
       free(w);

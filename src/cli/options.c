@@ -253,6 +253,12 @@ static int apply(hsp_options_t *o, enum flag_id f, const char *value, const char
                   "line printed by `hyperseaport seed`",
                   where, strlen(value), strlen(value) == 64 ? " with a non-hex one" : "",
                   flags[f].name);
+    /* A key that is not a curve point can never be reached: say so now rather than after
+     * a connect timeout. */
+    if (f == F_PUBLIC_KEY && !crypto_core_ed25519_is_valid_point(key))
+      return fail(err, err_len,
+                  "%s is not a valid public key: use the %s line printed by `hyperseaport seed`",
+                  where, flags[f].name);
     *(f == F_SEED ? &o->has_seed : &o->has_public_key) = true;
     return 0;
   }

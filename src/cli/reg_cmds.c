@@ -248,8 +248,10 @@ static void ls_timeout(uv_timer_t *t) {
   ls_cmd_t *l = t->data;
   char key[65];
   hsp_hex_encode(key, l->o->registry_public_key, 32);
-  fprintf(stderr, "hyperseaport ls: cannot reach registry %s: %s\n", key,
-          l->last_err ? hsp_dht_conn_strerror(l->last_err) : "no answer");
+  fprintf(stderr,
+          "hyperseaport ls: cannot reach registry %s within %d s (is the key right and the "
+          "registry running?): %s\n",
+          key, LS_TIMEOUT_MS / 1000, l->last_err ? hsp_dht_conn_strerror(l->last_err) : "no answer");
   ls_finish(l, 1);
 }
 

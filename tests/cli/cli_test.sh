@@ -92,6 +92,7 @@ expect_error "service needs --port" -- service -r a@1.0.0 --registryPublicKey $K
 expect_error "proxy needs --registryPublicKey" -- proxy -p 5985 -r a@1
 expect_error "registry needs registrySeed" -- registry
 expect_error "--bootstrap must be host:port" -- web -p 1 --registryPublicKey $K --bootstrap 127.0.0.1
+expect_error "--registryPublicKey is not a valid public key" -- ls --registryPublicKey "$(printf '%064d' 5)"
 expect_error "--bootstrap must be host:port" -- web -p 1 --registryPublicKey $K --bootstrap 127.0.0.1:1,
 expect_error "--help takes no value" -- seed --help=1
 expect_error "--ttl must be a lease length from 1 s to 1 h" -- service -p 1 -r a@1.0.0 --registryPublicKey $K --ttl 0.5
@@ -105,7 +106,7 @@ expect_error "--bind must be a host name" -- ls --registryPublicKey $K --bind ""
 
 # Config file, environment and flags, later winning.
 C="$HOME/.config/hyperseaport"
-OTHER=$(printf '%064d' 7)
+OTHER=$("$BIN" seed | sed -n 's/^registryPublicKey=//p')
 printf '# comment\nregistrySeed = %s\nregistryPublicKey=%s\n' $S $OTHER >"$C"
 expect_error "registrySeed does not match registryPublicKey in $C" -- registry
 printf 'registrySeed=%s\nregistryPublicKey=%s\n' $S $K >"$C"

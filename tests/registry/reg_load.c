@@ -1,7 +1,12 @@
 /*
  * Registry load and abuse over the real network, for the end-to-end tests.
- *   reg_load register REGKEY BOOTSTRAP N TTL_MS   N registrations in flight at once; prints
- *                                                 the key of each acknowledged one
+ *   reg_load register REGKEY BOOTSTRAP N TTL_MS [WINDOW]
+ *                                      N registrations, WINDOW (default N) in flight at any
+ *                                      time; prints "KEY I" for each acknowledged one (its
+ *                                      version is 1.0.I)
+ *   reg_load check REGKEY BOOTSTRAP FILE
+ *                                      asks the registry for every "KEY I" line of FILE (a
+ *                                      QUERY of load@1.0.I each); prints how many are missing
  *   reg_load bad REGKEY BOOTSTRAP                 forged, replayed, misaddressed and
  *                                                 malformed requests: each must be refused
  *                                                 and the connection must stay usable
@@ -22,8 +27,11 @@ typedef struct load {
   hsp_dht_io_t *io;
   hsp_reg_session_t *session;
   uint8_t registry[32];
-  int mode; /* 0 register, 1 bad */
-  size_t n, acked;
+  int mode; /* 0 register, 1 bad, 2 check */
+  size_t n, acked, next, window, answered, missing;
+  bool *done;           /* register: acknowledged; check: answered */
+  uint64_t *check_index; /* check: I of each line */
+  uint8_t (*check_key)[32];
   uint32_t ttl;
   hsp_crypto_keypair_t *keys;
   int step, failures;
@@ -64,6 +72,19 @@ static long signed_register(load_t *l, const hsp_crypto_keypair_t *kp, uint64_t 
 
 static void send_raw(load_t *l, const uint8_t *msg, size_t len) {
   if (hsp_reg_session_send(l->session, msg, len) != 0) fprintf(stderr, "send failed\n");
+}
+
+static void send_register(load_t *l, size_t i) {
+  uint8_t *msg;
+  long n = signed_register(l, &l->keys[i], i + 1, l->registry, &msg);
+  if (n > 0) send_raw(l, msg, (size_t)n);
+  free(msg);
+}
+
+/* keeps `window` registrations in flight */
+static void send_more(load_t *l) {
+  while (l->next < l->n && l->next - l->acked < l->window && hsp_reg_session_up(l->session))
+    send_register(l, l->next++);
 }
 
 /* bad mode: each step sends one request and names the answer it expects */
@@ -151,14 +172,30 @@ static void on_message(void *ud, const uint8_t *buf, size_t len) {
     return;
   }
   if (l->mode == 0) {
-    if (m.type == HSP_REG_MSG_OK && m.id >= 1 && m.id <= l->n) {
+    if (m.type == HSP_REG_MSG_OK && m.id >= 1 && m.id <= l->n && !l->done[m.id - 1]) {
       char hex[65];
       hsp_hex_encode(hex, l->keys[m.id - 1].public_key, 32);
-      printf("%s\n", hex);
+      printf("%s %llu\n", hex, (unsigned long long)m.id);
       fflush(stdout);
+      l->done[m.id - 1] = true;
       if (++l->acked == l->n) finish(l, 0);
+      else send_more(l);
     } else if (m.type == HSP_REG_MSG_ERROR) {
       fprintf(stderr, "registration %llu refused: %s\n", (unsigned long long)m.id, m.message);
+    }
+  } else if (l->mode == 2) {
+    if (m.id >= 1 && m.id <= l->n && !l->done[m.id - 1]) {
+      l->done[m.id - 1] = true;
+      bool found = m.type == HSP_REG_MSG_INSTANCES && m.ninstances == 1 &&
+                   !memcmp(m.instances[0].key, l->check_key[m.id - 1], 32);
+      if (!found) {
+        l->missing++;
+        fprintf(stderr, "missing: registration %llu\n", (unsigned long long)l->check_index[m.id - 1]);
+      }
+      if (++l->answered == l->n) {
+        printf("checked %zu acknowledged registrations: %zu missing\n", l->n, l->missing);
+        finish(l, l->missing ? 1 : 0);
+      }
     }
   } else {
     int got = m.type == HSP_REG_MSG_OK ? 0 : m.type == HSP_REG_MSG_ERROR ? m.code
@@ -181,13 +218,25 @@ static void on_up(void *ud) {
     if (l->step == 0) bad_step(l);
     return;
   }
-  /* everything at once (again, after a reconnection: a registration is idempotent) */
-  for (size_t i = l->acked; i < l->n; i++) {
-    uint8_t *msg;
-    long n = signed_register(l, &l->keys[i], i + 1, l->registry, &msg);
-    if (n > 0) send_raw(l, msg, (size_t)n);
-    free(msg);
+  if (l->mode == 2) {
+    for (size_t i = 0; i < l->n; i++) {
+      if (l->done[i]) continue;
+      hsp_reg_msg_t m;
+      memset(&m, 0, sizeof m);
+      m.id = i + 1;
+      m.type = HSP_REG_MSG_QUERY;
+      snprintf(m.name, sizeof m.name, "load");
+      snprintf(m.range, sizeof m.range, "1.0.%llu", (unsigned long long)l->check_index[i]);
+      uint8_t buf[256];
+      long n = hsp_reg_msg_encode(&m, buf, sizeof buf);
+      if (n > 0) send_raw(l, buf, (size_t)n);
+    }
+    return;
   }
+  /* after a reconnection, whatever was in flight again (a registration is idempotent) */
+  for (size_t i = 0; i < l->next; i++)
+    if (!l->done[i]) send_register(l, i);
+  send_more(l);
 }
 
 static void on_down(void *ud, int err) {
@@ -224,16 +273,44 @@ int main(int argc, char **argv) {
     hsp_store_close(st);
     return err ? 1 : 0;
   }
-  bool reg = argc == 6 && !strcmp(argv[1], "register"), bad = argc == 4 && !strcmp(argv[1], "bad");
-  if (!reg && !bad) {
+  bool reg = (argc == 6 || argc == 7) && !strcmp(argv[1], "register");
+  bool bad = argc == 4 && !strcmp(argv[1], "bad");
+  bool check = argc == 5 && !strcmp(argv[1], "check");
+  if (!reg && !bad && !check) {
     fprintf(stderr, "usage: see the comment at the top of reg_load.c\n");
     return 2;
   }
-  load_t l = {.mode = bad ? 1 : 0, .n = reg ? (size_t)atol(argv[4]) : 3,
+  load_t l = {.mode = bad ? 1 : check ? 2 : 0, .n = reg ? (size_t)atol(argv[4]) : 3,
               .ttl = reg ? (uint32_t)atol(argv[5]) : 60000};
+  l.window = argc == 7 ? (size_t)atol(argv[6]) : l.n;
   if (hsp_hex_decode(l.registry, 32, argv[2])) return 2;
+  if (check) { /* "KEY I" lines */
+    FILE *f = fopen(argv[4], "r");
+    if (!f) return 2;
+    char line[200];
+    size_t cap = 0;
+    l.n = 0;
+    while (fgets(line, sizeof line, f)) {
+      char hex[65];
+      unsigned long long idx;
+      if (sscanf(line, "%64s %llu", hex, &idx) != 2) continue;
+      if (l.n == cap) {
+        cap = cap ? cap * 2 : 1024;
+        l.check_key = realloc(l.check_key, cap * 32);
+        l.check_index = realloc(l.check_index, cap * sizeof *l.check_index);
+      }
+      if (hsp_hex_decode(l.check_key[l.n], 32, hex)) continue;
+      l.check_index[l.n++] = idx;
+    }
+    fclose(f);
+    if (l.n == 0) {
+      printf("nothing to check\n");
+      return 0;
+    }
+  }
+  l.done = calloc(l.n, sizeof *l.done);
   l.keys = calloc(l.n, sizeof *l.keys);
-  for (size_t i = 0; i < l.n; i++) hsp_crypto_keypair_random(&l.keys[i]);
+  for (size_t i = 0; !check && i < l.n; i++) hsp_crypto_keypair_random(&l.keys[i]);
   uv_loop_t *loop = uv_default_loop();
   hsp_dht_io_opts_t o;
   hsp_dht_io_opts_default(&o);
@@ -247,6 +324,9 @@ int main(int argc, char **argv) {
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   free(l.keys);
+  free(l.done);
+  free(l.check_key);
+  free(l.check_index);
   free(l.replay);
   return l.rc;
 }
