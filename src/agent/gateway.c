@@ -1279,7 +1279,10 @@ static void send_head(conn_t *c) {
     upstream_failed(c, u, 502, "the instance connection failed");
     return;
   }
-  uv_timer_start(&c->uptimer, on_uptimer, c->gw->cfg.upstream_timeout_ms, 0);
+  /* The response head is due once the request is complete: a server may read a whole upload
+   * before answering. While the body flows, the idle timeout watches for stalls. */
+  if (c->req_done) uv_timer_start(&c->uptimer, on_uptimer, c->gw->cfg.upstream_timeout_ms, 0);
+  else uv_timer_stop(&c->uptimer);
   c->state = c->req_done ? C_WAIT : C_BODY;
   conn_process(c);
 }
@@ -1477,7 +1480,11 @@ static void request_complete(conn_t *c) {
   }
   if (c->req.body == HSP_HTTP_BODY_CHUNKED && c->up && c->up->s)
     c->up->s->ops->write(c->up->s, (const uint8_t *)"0\r\n\r\n", 5);
-  if (c->state == C_BODY) c->state = C_WAIT;
+  if (c->state == C_BODY) {
+    c->state = C_WAIT;
+    if (!c->answered)
+      uv_timer_start(&c->uptimer, on_uptimer, c->gw->cfg.upstream_timeout_ms, 0);
+  }
   if (c->up && c->up->res_done) finish_exchange(c);
 }
 

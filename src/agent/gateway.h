@@ -110,7 +110,7 @@ typedef struct hsp_gw_upstream {
 typedef struct hsp_gw_config {
   uint64_t header_timeout_ms;   /* a request head must be complete within this (slowloris) */
   uint64_t idle_timeout_ms;     /* keep-alive idle, and no progress while a body flows */
-  uint64_t upstream_timeout_ms; /* open + response head, else 504 */
+  uint64_t upstream_timeout_ms; /* open; then the response head once the request is sent: 504 */
   uint64_t tunnel_timeout_ms;   /* an upgraded tunnel with no traffic either way */
   size_t max_connections;       /* further clients are refused */
   size_t pool_per_instance;     /* idle upstream streams kept per instance */
