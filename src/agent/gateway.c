@@ -44,6 +44,9 @@
 #define TUNNEL_LINGER_MS 5000
 #define TICK_MS 250
 #define TRAFFIC_EVERY_TICKS 8
+/* The dashboard lists at most this many instances (the count says how many there are): its
+ * state goes to every open dashboard on each change. */
+#define DASH_MAX_INSTANCES 1000
 
 extern const unsigned char hsp_gw_dashboard_html[];
 extern const size_t hsp_gw_dashboard_html_len;
@@ -713,13 +716,15 @@ static void json_instance(sb_t *b, hsp_gw_t *gw, const hsp_reg_instance_t *in) {
 typedef struct each_ctx {
   sb_t *b;
   hsp_gw_t *gw;
-  size_t n;
+  size_t n, total;
   const char *name;
   bool found;
 } each_ctx_t;
 
 static void each_json(void *arg, const hsp_reg_instance_t *in) {
   each_ctx_t *e = arg;
+  e->total++;
+  if (e->n == DASH_MAX_INSTANCES) return;
   if (e->n++) sb_put(e->b, ",", 1);
   json_instance(e->b, e->gw, in);
 }
@@ -753,7 +758,7 @@ static void build_state(hsp_gw_t *gw, sb_t *b) {
   sb_str(b, "],\"instances\":[");
   each_ctx_t e = {.b = b, .gw = gw};
   gw->up.each(gw->up.ud, each_json, &e);
-  sb_str(b, "]}");
+  sb_fmt(b, "],\"count\":%zu}", e.total);
 }
 
 static void build_metrics(hsp_gw_t *gw, sb_t *b) {
