@@ -5,37 +5,30 @@
 #include <string.h>
 
 #include "dataplane.h"
+#include "follow.h"
 #include "hex.h"
 #include "json.h"
 #include "net.h"
 #include "open.h"
-#include "protocol.h"
-
-/* Request ids on the registry session. */
-enum { ID_PROBE = 1, ID_SNAPSHOT = 2, ID_WATCH = 3 };
-/* Further behind than this, a snapshot is cheaper than replaying the log. */
-#define FAR_BEHIND 4096
 
 /* Instances of the role handed to the balancer at most (the rest wait their turn). */
 #define MAX_INSTANCES 256
 
 struct hsp_agent_proxy {
   hsp_agent_proxy_config_t cfg;
-  hsp_reg_replica_t *replica;
-  hsp_reg_session_t *session;
+  hsp_agent_follow_t *follow;
+  hsp_reg_replica_t *replica; /* the follower's */
   hsp_crypto_keypair_t kp;
   hsp_dp_proxy_t *dp; /* the data path: balancer, sessions, failover, waiting */
   char role[HSP_REG_NAME_MAX + 2 + 256];
-  bool dp_open, session_open, stopping, was_up, down_reported, have_choice, said_none;
+  bool dp_open, follow_open, stopping, have_choice, said_none;
   uint8_t choice[32]; /* first candidate last announced */
-  int last_sync_err;
   void (*stop_cb)(void *);
   void *stop_ctx;
 };
 
 static void maybe_stopped(hsp_agent_proxy_t *p) {
-  if (!p->stopping || p->dp_open || p->session_open) return;
-  hsp_reg_replica_close(p->replica);
+  if (!p->stopping || p->dp_open || p->follow_open) return;
   hsp_crypto_keypair_wipe(&p->kp);
   void (*cb)(void *) = p->stop_cb;
   void *ctx = p->stop_ctx;
@@ -49,7 +42,7 @@ static void announce_choice(hsp_agent_proxy_t *p) {
   hsp_reg_instance_t best;
   long n = hsp_agent_select(p->replica, p->cfg.name, p->cfg.range, &best, 1);
   if (n <= 0) {
-    if (!p->said_none && (p->have_choice || p->was_up)) {
+    if (!p->said_none && (p->have_choice || (p->follow && hsp_agent_follow_was_up(p->follow)))) {
       fprintf(p->cfg.out, "no service matches %s@%s (yet)\n", p->cfg.name, p->cfg.range);
       fflush(p->cfg.out);
       p->said_none = true;
@@ -83,9 +76,11 @@ static void update_instances(hsp_agent_proxy_t *p) {
   if (!p->dp) return;
   hsp_reg_instance_t *cand = malloc(MAX_INSTANCES * sizeof *cand);
   uint8_t(*keys)[32] = malloc(MAX_INSTANCES * sizeof *keys);
-  long n = cand && keys ? hsp_agent_select(p->replica, p->cfg.name, p->cfg.range, cand, MAX_INSTANCES) : -1;
   uint32_t *tiers = malloc(MAX_INSTANCES * sizeof *tiers);
-  if (n >= 0 && tiers) {
+  long n = cand && keys && tiers
+               ? hsp_agent_select(p->replica, p->cfg.name, p->cfg.range, cand, MAX_INSTANCES)
+               : -1;
+  if (n >= 0) {
     /* Candidates come highest version first: each version is a tier, so clients stay on
      * the newest version the range allows and older ones serve only when it cannot. */
     uint32_t tier = 0;
@@ -109,109 +104,51 @@ static void log_line(void *ud, const char *line) {
 
 /* ---- the replica ---- */
 
-static void request(hsp_agent_proxy_t *p, uint8_t type, uint64_t id, uint64_t seq, uint64_t limit) {
-  hsp_reg_msg_t m;
-  memset(&m, 0, sizeof m);
-  m.id = id;
-  m.type = type;
-  m.seq = seq;
-  m.limit = limit;
-  uint8_t buf[64];
-  long n = hsp_reg_msg_encode(&m, buf, sizeof buf);
-  if (n > 0) hsp_reg_session_send(p->session, buf, (size_t)n);
-}
-
-static void sync_failed(hsp_agent_proxy_t *p, int err) {
-  if (err == p->last_sync_err) return;
-  p->last_sync_err = err;
+static void on_sync_error(void *ud, int err) {
+  hsp_agent_proxy_t *p = ud;
   fprintf(p->cfg.err, "hyperseaport proxy: cannot follow the registry: %s\n", hsp_reg_strerror(err));
   fflush(p->cfg.err);
 }
 
-/* The registry's log no longer extends ours (it was restored from an older copy): start
- * over from a snapshot. Only on the registry's own word, over its authenticated stream. */
-static void resync(hsp_agent_proxy_t *p) {
-  int err = hsp_reg_replica_reset(p->replica);
-  if (err) sync_failed(p, err);
-  request(p, HSP_REG_MSG_SNAPSHOT, ID_SNAPSHOT, 0, 0);
+static void on_change(void *ud) {
+  announce_choice(ud);
+  update_instances(ud);
 }
 
-static void on_message(void *ud, const uint8_t *msg, size_t len) {
+static void on_snapshot(void *ud, uint64_t behind) {
   hsp_agent_proxy_t *p = ud;
-  hsp_cenc_t c = hsp_cenc_for_decode(msg, len);
-  hsp_cenc_decode_uint8(&c);
-  uint64_t id = hsp_cenc_decode_uint(&c);
-  if (!hsp_cenc_ok(&c)) return;
-  if (id == ID_PROBE) {
-    hsp_reg_msg_t m;
-    if (hsp_reg_msg_decode(&m, msg, len) != 0) return;
-    uint64_t head = m.seq;
-    bool entries = m.type == HSP_REG_MSG_ENTRIES;
-    int code = m.type == HSP_REG_MSG_ERROR ? m.code : 0;
-    hsp_reg_msg_free(&m);
-    if (code == HSP_REG_ECHAIN) {
-      resync(p);
-      return;
-    }
-    if (!entries) {
-      sync_failed(p, code ? code : HSP_REG_EINVAL);
-      return;
-    }
-    int err = hsp_reg_replica_receive(p->replica, msg, len);
-    if (err == HSP_REG_ECHAIN) { /* a different history at our head */
-      resync(p);
-      return;
-    }
-    uint64_t seq = hsp_reg_replica_seq(p->replica);
-    if (head > seq && head - seq > FAR_BEHIND) {
-      fprintf(p->cfg.out, "replica %llu entries behind the registry: taking a snapshot\n",
-              (unsigned long long)(head - seq));
-      fflush(p->cfg.out);
-      request(p, HSP_REG_MSG_SNAPSHOT, ID_SNAPSHOT, 0, 0);
-    } else {
-      request(p, HSP_REG_MSG_WATCH, ID_WATCH, seq, 0);
-    }
-  } else if (id == ID_SNAPSHOT) {
-    int err = hsp_reg_replica_receive(p->replica, msg, len);
-    if (err < 0 && err != HSP_REG_EREPLAY) sync_failed(p, err);
-    /* EREPLAY: older than what we hold; WATCH tells whether our history still stands */
-    request(p, HSP_REG_MSG_WATCH, ID_WATCH, hsp_reg_replica_seq(p->replica), 0);
-  } else if (id == ID_WATCH) {
-    int err = hsp_reg_replica_receive(p->replica, msg, len);
-    if (err == HSP_REG_ECHAIN) resync(p);
-    else if (err < 0) sync_failed(p, err);
-    else p->last_sync_err = 0;
-  }
-  announce_choice(p);
-  update_instances(p);
+  fprintf(p->cfg.out, "replica %llu entries behind the registry: taking a snapshot\n",
+          (unsigned long long)behind);
+  fflush(p->cfg.out);
 }
 
-static void on_up(void *ud) {
+static void on_up(void *ud, bool again) {
   hsp_agent_proxy_t *p = ud;
-  if (p->down_reported) fprintf(p->cfg.err, "hyperseaport proxy: reconnected to registry\n");
-  else if (!p->was_up) fprintf(p->cfg.out, "connected to registry\n");
+  if (again) fprintf(p->cfg.err, "hyperseaport proxy: reconnected to registry\n");
+  else if (!hsp_agent_follow_was_up(p->follow)) fprintf(p->cfg.out, "connected to registry\n");
   fflush(p->cfg.out);
   fflush(p->cfg.err);
-  p->was_up = true;
-  p->down_reported = false;
-  uint64_t seq = hsp_reg_replica_seq(p->replica);
-  if (seq == 0) request(p, HSP_REG_MSG_SNAPSHOT, ID_SNAPSHOT, 0, 0);
-  else request(p, HSP_REG_MSG_SYNC, ID_PROBE, seq, 1);
 }
 
-static void on_down(void *ud, int err) {
+static void on_down(void *ud, bool was_up, int err) {
   hsp_agent_proxy_t *p = ud;
   if (p->stopping) return;
-  p->down_reported = true;
   fprintf(p->cfg.err,
           "hyperseaport proxy: %s registry: %s; serving from the local replica (%zu instances) "
           "and retrying in the background\n",
-          p->was_up ? "lost the connection to the" : "cannot reach the",
+          was_up ? "lost the connection to the" : "cannot reach the",
           hsp_dht_conn_strerror(err), hsp_reg_replica_count(p->replica));
   fflush(p->cfg.err);
 }
 
 /* ---- start / stop ---- */
+
+/* The data path could not start: free the proxy once the follower is gone. */
+static void follow_closed_early(void *ctx) {
+  hsp_agent_proxy_t *p = ctx;
+  p->follow_open = false;
+  maybe_stopped(p);
+}
 
 int hsp_agent_proxy_start(hsp_agent_proxy_t **out, const hsp_agent_proxy_config_t *cfg,
                           const char **msg) {
@@ -219,12 +156,15 @@ int hsp_agent_proxy_start(hsp_agent_proxy_t **out, const hsp_agent_proxy_config_
   hsp_agent_proxy_t *p = calloc(1, sizeof *p);
   if (!p) return HSP_REG_ENOMEM;
   p->cfg = *cfg;
-  *msg = "cannot open the replica";
-  int err = hsp_reg_replica_open(&p->replica, cfg->replica_path, cfg->registry);
+  *msg = "cannot open the replica or start the registry session";
+  hsp_agent_follow_cbs_t cbs = {on_change, on_up, on_down, on_sync_error, on_snapshot};
+  int err = hsp_agent_follow_start(&p->follow, cfg->io, cfg->registry, cfg->replica_path, &cbs, p);
   if (err) {
     free(p);
     return err;
   }
+  p->follow_open = true;
+  p->replica = hsp_agent_follow_replica(p->follow);
   *msg = "cannot listen";
   uv_loop_t *loop = hsp_dht_io_loop(cfg->io);
   hsp_crypto_keypair_random(&p->kp);
@@ -239,9 +179,8 @@ int hsp_agent_proxy_start(hsp_agent_proxy_t **out, const hsp_agent_proxy_config_
   dcfg.balance.seed = p->kp.public_key[0] | (uint64_t)p->kp.public_key[1] << 8;
   err = hsp_dp_proxy_start(&p->dp, loop, cfg->io, &p->kp, &dcfg);
   if (err) {
-    hsp_reg_replica_close(p->replica);
-    hsp_crypto_keypair_wipe(&p->kp);
-    free(p);
+    p->stopping = true; /* released once the follower stopped */
+    hsp_agent_follow_stop(p->follow, follow_closed_early, p);
     return err;
   }
   p->dp_open = true;
@@ -249,14 +188,6 @@ int hsp_agent_proxy_start(hsp_agent_proxy_t **out, const hsp_agent_proxy_config_
   fflush(cfg->out);
   announce_choice(p); /* what the replica on disk already knows */
   update_instances(p);
-  hsp_reg_session_cbs_t cbs = {on_up, on_down, on_message};
-  *msg = "cannot start the registry session";
-  err = hsp_reg_session_start(&p->session, cfg->io, cfg->registry, &cbs, p);
-  if (err) {
-    hsp_agent_proxy_stop(p, NULL, NULL);
-    return err;
-  }
-  p->session_open = true;
   *out = p;
   return 0;
 }
@@ -268,9 +199,9 @@ static void dp_closed(void *ctx) {
   maybe_stopped(p);
 }
 
-static void session_closed(void *ctx) {
+static void follow_closed(void *ctx) {
   hsp_agent_proxy_t *p = ctx;
-  p->session_open = false;
+  p->follow_open = false;
   maybe_stopped(p);
 }
 
@@ -279,6 +210,6 @@ void hsp_agent_proxy_stop(hsp_agent_proxy_t *p, void (*cb)(void *ctx), void *ctx
   p->stopping = true;
   p->stop_cb = cb;
   p->stop_ctx = ctx;
-  if (p->session) hsp_reg_session_close(p->session, session_closed, p);
+  if (p->follow_open) hsp_agent_follow_stop(p->follow, follow_closed, p);
   if (p->dp) hsp_dp_proxy_close(p->dp, dp_closed, p);
 }

@@ -104,8 +104,10 @@ typedef struct command_spec {
 static const command_spec_t commands[HSP_CMD_COUNT] = {
     [HSP_CMD_REGISTRY] = {"registry", "hyperseaport [registry] [--storage DIR] [--web PORT]",
                           "run the registry (the default command)",
-                          NETWORKED | BIT(F_SEED) | BIT(F_STORAGE) | BIT(F_WEB) | BIT(F_VERSION),
-                          BIT(F_SEED), NULL, NULL, NULL},
+                          NETWORKED | BIT(F_SEED) | BIT(F_STORAGE) | BIT(F_WEB) | BIT(F_HOST) |
+                              BIT(F_VERSION),
+                          BIT(F_SEED), NULL, NULL,
+                          "address of the --web gateway (default: 127.0.0.1)"},
     [HSP_CMD_SEED] = {"seed", "hyperseaport seed [--registrySeed HEX] > ~/.config/hyperseaport",
                       "print a new registry key pair (or the pair of an existing seed)",
                       BIT(F_HELP) | BIT(F_SEED), 0, NULL, NULL, NULL},
@@ -130,9 +132,10 @@ static const command_spec_t commands[HSP_CMD_COUNT] = {
                        "address to listen on (default: 127.0.0.1)"},
     [HSP_CMD_WEB] = {"web", "hyperseaport web --port PORT --registryPublicKey HEX",
                      "run the HTTP gateway: /role/NAME@RANGE/path, /list/NAME@RANGE, "
-                     "/instance/KEY/path",
-                     NETWORKED | BIT(F_PORT), BIT(F_PORT) | BIT(F_PUBLIC_KEY),
-                     "local HTTP port to listen on", NULL, NULL},
+                     "/instance/KEY/path, the dashboard at / and /metrics",
+                     NETWORKED | BIT(F_PORT) | BIT(F_HOST) | BIT(F_STORAGE),
+                     BIT(F_PORT) | BIT(F_PUBLIC_KEY), "local HTTP port to listen on", NULL,
+                     "address to listen on (default: 127.0.0.1)"},
     [HSP_CMD_DHT_NODE] = {"dht-node", "hyperseaport dht-node [--port PORT] [--host HOST] "
                           "[--bootstrap HOST:PORT[,...]]",
                           "run a persistent HyperDHT node; --bootstrap \"\" starts a private "

@@ -88,6 +88,8 @@ service() { # service NAME PORT ROLE [ARGS...]
   eval "${n}_key=$(sed -n 's/^started p2p service on //p' "$T/$n.out")"
 }
 free_port() { # a TCP port nobody listens on (bound by the kernel, then released)
+  # (a fresh file each time: waiting on the old one could return the previous port)
+  rm -f "$T/fp.out"
   "$HELLO" 0 x >"$T/fp.out" & fp=$!
   wait_for "$T/fp.out" listening; kill $fp; wait $fp 2>/dev/null
   sed -n 's/^listening //p' "$T/fp.out"
