@@ -13,10 +13,11 @@
 #include "hex.h"
 #include "hyper_conn.h"
 #include "hyper_server.h"
+#include "run.h"
 
 typedef struct node_cmd {
   hsp_dht_io_t *io;
-  uv_signal_t sigint, sigterm;
+  hsp_cli_signals_t signals;
 } node_cmd_t;
 
 static void print_ready(hsp_dht_io_t *io, void *ctx) {
@@ -27,27 +28,16 @@ static void print_ready(hsp_dht_io_t *io, void *ctx) {
   fflush(stdout);
 }
 
-static void on_closed_handle(uv_handle_t *h) { (void)h; }
-
-static void on_signal(uv_signal_t *s, int signum) {
-  (void)signum;
-  node_cmd_t *c = s->data;
-  uv_close((uv_handle_t *)&c->sigint, on_closed_handle);
-  uv_close((uv_handle_t *)&c->sigterm, on_closed_handle);
+static void on_signal(void *ctx) {
+  node_cmd_t *c = ctx;
+  hsp_cli_signals_close(&c->signals);
   hsp_dht_io_close(c->io, NULL, NULL);
-}
-
-/* The bind host and bootstrap list shared by both commands. */
-static void io_opts_from(const hsp_options_t *o, hsp_dht_io_opts_t *io) {
-  hsp_dht_io_opts_default(io);
-  if (o->has_host) io->host = o->host;
-  io->bootstrap = o->has_bootstrap ? o->bootstrap : NULL;
 }
 
 int hsp_cmd_dht_node(const hsp_options_t *o) {
   uv_loop_t *loop = uv_default_loop();
   hsp_dht_io_opts_t io_opts;
-  io_opts_from(o, &io_opts);
+  hsp_cli_io_opts(o, &io_opts);
   io_opts.port = (uint16_t)o->port;
   /* A node started by hand is meant to serve others: persistent and reachable like the
    * nodes of hyperdht's testnet (an unreachable one still becomes ephemeral via NAT checks). */
@@ -63,11 +53,7 @@ int hsp_cmd_dht_node(const hsp_options_t *o) {
   printf("listening %u.%u.%u.%u:%u\n", a.host[0], a.host[1], a.host[2], a.host[3], a.port);
   fflush(stdout);
   hsp_dht_io_on_ready(c.io, print_ready, NULL);
-  uv_signal_init(loop, &c.sigint);
-  uv_signal_init(loop, &c.sigterm);
-  c.sigint.data = c.sigterm.data = &c;
-  uv_signal_start(&c.sigint, on_signal, SIGINT);
-  uv_signal_start(&c.sigterm, on_signal, SIGTERM);
+  hsp_cli_signals_start(&c.signals, loop, on_signal, &c);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   return 0;
@@ -81,7 +67,7 @@ typedef struct pipe_cmd {
   uv_pipe_t in, out;
   bool in_open, stdin_ended, conn_closed;
   hsp_dht_server_t *server;
-  uv_signal_t sigint, sigterm;
+  hsp_cli_signals_t signals;
   bool closed, signalled;
   bool listen, has_allow;
   uint8_t allow[32];
@@ -115,8 +101,7 @@ static void pipe_on_read(hsp_dht_conn_t *c, const uint8_t *buf, ssize_t len) {
 static void close_all(pipe_cmd_t *p) {
   if (p->writes || p->closed) return;
   p->closed = true;
-  uv_close((uv_handle_t *)&p->sigint, NULL);
-  uv_close((uv_handle_t *)&p->sigterm, NULL);
+  hsp_cli_signals_close(&p->signals);
   if (p->server) {
     /* Only reached on errors: the server is freed without waiting for the unannounce. */
     hsp_dht_server_close(p->server, NULL, NULL);
@@ -233,13 +218,9 @@ static void server_closed(void *ctx) {
 }
 
 /* SIGINT/SIGTERM: unannounce (listen), drop the connection, exit cleanly. */
-static void pipe_on_signal(uv_signal_t *sig, int signum) {
-  (void)signum;
-  pipe_cmd_t *p = sig->data;
-  if (p->signalled) return;
+static void pipe_on_signal(void *ctx) {
+  pipe_cmd_t *p = ctx;
   p->signalled = true;
-  uv_signal_stop(&p->sigint);
-  uv_signal_stop(&p->sigterm);
   if (p->server) {
     hsp_dht_server_t *s = p->server;
     p->server = NULL;
@@ -260,7 +241,7 @@ int hsp_cmd_pipe(const hsp_options_t *o) {
   if (o->has_pipe_seed) hsp_crypto_keypair_from_seed(&p.kp, o->pipe_seed);
   else hsp_crypto_keypair_random(&p.kp);
   hsp_dht_io_opts_t io_opts;
-  io_opts_from(o, &io_opts);
+  hsp_cli_io_opts(o, &io_opts);
   int err = hsp_dht_io_create(&p.io, loop, &io_opts);
   if (err) {
     fprintf(stderr, "hyperseaport pipe: %s\n", hsp_dht_io_strerror(err));
@@ -272,11 +253,7 @@ int hsp_cmd_pipe(const hsp_options_t *o) {
   uv_pipe_open(&p.out, 1);
   p.in.data = p.out.data = &p;
   p.in_open = true;
-  uv_signal_init(loop, &p.sigint);
-  uv_signal_init(loop, &p.sigterm);
-  p.sigint.data = p.sigterm.data = &p;
-  uv_signal_start(&p.sigint, pipe_on_signal, SIGINT);
-  uv_signal_start(&p.sigterm, pipe_on_signal, SIGTERM);
+  hsp_cli_signals_start(&p.signals, loop, pipe_on_signal, &p);
   hsp_dht_io_on_ready(p.io, pipe_ready, &p);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);

@@ -3,7 +3,9 @@
 #include "crypto.h"
 #include "dht_cmds.h"
 #include "hex.h"
+#include "agent_cmds.h"
 #include "options.h"
+#include "reg_cmds.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -63,6 +65,10 @@ int main(int argc, char **argv) {
   case HSP_CMD_SEED: rc = cmd_seed(&opts); break;
   case HSP_CMD_DHT_NODE: rc = hsp_cmd_dht_node(&opts); break;
   case HSP_CMD_PIPE: rc = hsp_cmd_pipe(&opts); break;
+  case HSP_CMD_REGISTRY: rc = hsp_cmd_registry(&opts); break;
+  case HSP_CMD_LS: rc = hsp_cmd_ls(&opts); break;
+  case HSP_CMD_SERVICE: rc = hsp_cmd_service(&opts); break;
+  case HSP_CMD_PROXY: rc = hsp_cmd_proxy(&opts); break;
   default: rc = cmd_unavailable(&opts);
   }
   sodium_memzero(&opts, sizeof opts);

@@ -27,6 +27,9 @@ enum flag_id {
   F_LISTEN,
   F_PIPE_SEED,
   F_ALLOW,
+  F_BIND,
+  F_TTL,
+  F_JSON,
   F_COUNT
 };
 
@@ -51,18 +54,22 @@ static const flag_spec_t flags[F_COUNT] = {
                    true},
     [F_WEB] = {"web", 0, "PORT", "also serve the HTTP gateway on PORT", false},
     [F_PORT] = {"port", 'p', "PORT", NULL, false},
-    [F_HOST] = {"host", 0, "HOST", "host of the local service (default: localhost)", false},
+    [F_HOST] = {"host", 0, "HOST", NULL, false},
     [F_ROLE] = {"role", 'r', "NAME@VERSION", NULL, false},
     [F_LISTEN] = {"listen", 'l', NULL, "accept connections instead of connecting to KEY", false},
     [F_PIPE_SEED] = {"seed", 0, "HEX", "64 hex chars: seed of the listening key pair (default: random)",
                      false},
     [F_ALLOW] = {"allow", 0, "HEX", "with --listen: accept only the client with this public key",
                  false},
+    [F_BIND] = {"bind", 0, "HOST", "address for the HyperDHT sockets (default: 0.0.0.0)", false},
+    [F_TTL] = {"ttl", 0, "SECONDS", "lease length: 15 (seconds), 15s or 1500ms; renewed at a third "
+               "(default 15 s, 1 s to 1 h)", false},
+    [F_JSON] = {"json", 0, NULL, "print JSON (one array) instead of lines", false},
 };
 
 #define BIT(f) (1u << (f))
 #define COMMON (BIT(F_HELP) | BIT(F_CONFIG))
-#define NETWORKED (COMMON | BIT(F_PUBLIC_KEY) | BIT(F_BOOTSTRAP))
+#define NETWORKED (COMMON | BIT(F_PUBLIC_KEY) | BIT(F_BOOTSTRAP) | BIT(F_BIND))
 
 typedef struct command_spec {
   const char *name;
@@ -72,47 +79,54 @@ typedef struct command_spec {
   unsigned required;
   const char *port_help;
   const char *role_help;
+  const char *host_help;
 } command_spec_t;
 
 static const command_spec_t commands[HSP_CMD_COUNT] = {
-    [HSP_CMD_REGISTRY] = {"registry", "hyperseaport [registry] [--web PORT] [--storage DIR]",
+    [HSP_CMD_REGISTRY] = {"registry", "hyperseaport [registry] [--storage DIR] [--web PORT]",
                           "run the registry (the default command)",
                           NETWORKED | BIT(F_SEED) | BIT(F_STORAGE) | BIT(F_WEB) | BIT(F_VERSION),
-                          BIT(F_SEED), NULL, NULL},
+                          BIT(F_SEED), NULL, NULL, NULL},
     [HSP_CMD_SEED] = {"seed", "hyperseaport seed [--registrySeed HEX] > ~/.config/hyperseaport",
                       "print a new registry key pair (or the pair of an existing seed)",
-                      BIT(F_HELP) | BIT(F_SEED), 0, NULL, NULL},
+                      BIT(F_HELP) | BIT(F_SEED), 0, NULL, NULL, NULL},
     [HSP_CMD_SERVICE] = {"service",
                          "hyperseaport service --port PORT --role NAME@VERSION "
                          "--registryPublicKey HEX",
                          "announce a local TCP service and keep it registered",
-                         NETWORKED | BIT(F_PORT) | BIT(F_HOST) | BIT(F_ROLE),
+                         NETWORKED | BIT(F_PORT) | BIT(F_HOST) | BIT(F_ROLE) | BIT(F_TTL),
                          BIT(F_PORT) | BIT(F_ROLE) | BIT(F_PUBLIC_KEY),
                          "port of the local service to announce",
-                         "role and exact version, e.g. couchdb@3.2.2"},
+                         "role and exact version, e.g. couchdb@3.2.2",
+                         "host of the local service (default: localhost)"},
     [HSP_CMD_PROXY] = {"proxy",
                        "hyperseaport proxy --port PORT --role NAME@RANGE --registryPublicKey HEX",
                        "expose a matching remote service on a local port",
-                       NETWORKED | BIT(F_PORT) | BIT(F_ROLE),
+                       NETWORKED | BIT(F_PORT) | BIT(F_ROLE) | BIT(F_HOST) | BIT(F_STORAGE),
                        BIT(F_PORT) | BIT(F_ROLE) | BIT(F_PUBLIC_KEY),
                        "local port to listen on",
-                       "role and semver range, e.g. couchdb@3.x"},
+                       "role and semver range, e.g. couchdb@3.x",
+                       "address to listen on (default: 127.0.0.1)"},
     [HSP_CMD_WEB] = {"web", "hyperseaport web --port PORT --registryPublicKey HEX",
                      "run the HTTP gateway: /role/NAME@RANGE/path, /list/NAME@RANGE, "
                      "/instance/KEY/path",
                      NETWORKED | BIT(F_PORT), BIT(F_PORT) | BIT(F_PUBLIC_KEY),
-                     "local HTTP port to listen on", NULL},
+                     "local HTTP port to listen on", NULL, NULL},
     [HSP_CMD_DHT_NODE] = {"dht-node", "hyperseaport dht-node [--port PORT] [--host HOST] "
                           "[--bootstrap HOST:PORT[,...]]",
                           "run a persistent HyperDHT node; --bootstrap \"\" starts a private "
                           "network (prints the node's address)",
                           COMMON | BIT(F_BOOTSTRAP) | BIT(F_PORT) | BIT(F_HOST), 0,
-                          "UDP port to bind (default: any)", NULL},
+                          "UDP port to bind (default: any)", NULL, "address to bind (default: 0.0.0.0)"},
     [HSP_CMD_PIPE] = {"pipe", "hyperseaport pipe --listen [--seed HEX] | hyperseaport pipe KEY",
                       "netcat over HyperDHT: pipe stdin/stdout to the server with public key KEY, "
                       "or print our key and pipe each incoming connection",
                       COMMON | BIT(F_BOOTSTRAP) | BIT(F_HOST) | BIT(F_LISTEN) | BIT(F_PIPE_SEED) | BIT(F_ALLOW), 0,
-                      NULL, NULL},
+                      NULL, NULL, "address to bind (default: 0.0.0.0)"},
+    [HSP_CMD_LS] = {"ls", "hyperseaport ls [NAME[@RANGE]] [--json] --registryPublicKey HEX",
+                    "list the live instances (of NAME whose version satisfies RANGE), from the "
+                    "registry: highest version first, then in registration order",
+                    NETWORKED | BIT(F_JSON), BIT(F_PUBLIC_KEY), NULL, NULL, NULL},
 };
 
 const char *hsp_command_name(enum hsp_command cmd) {
@@ -138,6 +152,25 @@ static int parse_port(const char *text, int *port) {
   return 0;
 }
 
+/* "15" and "15s" are seconds, "1500ms" milliseconds; the registry accepts 1 s to 1 h. */
+static int parse_ttl(const char *text, uint32_t *ttl_ms) {
+  char *end;
+  errno = 0;
+  if (!isdigit((unsigned char)text[0])) return -1;
+  unsigned long long v = strtoull(text, &end, 10);
+  if (errno) return -1;
+  if (strcmp(end, "ms") == 0) {
+  } else if (!*end || strcmp(end, "s") == 0) {
+    if (v > UINT32_MAX / 1000) return -1;
+    v *= 1000;
+  } else {
+    return -1;
+  }
+  if (v < HSP_REG_TTL_MIN_MS || v > HSP_REG_TTL_MAX_MS) return -1;
+  *ttl_ms = (uint32_t)v;
+  return 0;
+}
+
 static int copy_text(char *dst, const char *src) {
   size_t n = strlen(src);
   if (n >= HSP_OPT_TEXT) return -1;
@@ -157,7 +190,9 @@ static int parse_role(hsp_options_t *o, const char *text, const char *where, cha
                       size_t err_len) {
   char name[HSP_REG_NAME_MAX + 1], spec[HSP_SEMVER_RANGE_MAX_LEN + 1];
   bool exact = o->command == HSP_CMD_SERVICE;
-  if (hsp_reg_role_split(text, name, spec) != 0 || !spec[0])
+  int split = hsp_reg_role_split(text, name, spec);
+  if (split == 0 && !spec[0] && o->command == HSP_CMD_LS) snprintf(spec, sizeof spec, "*");
+  if (split != 0 || !spec[0])
     return fail(err, err_len, "%s must be %s, e.g. %s, got '%s'", where,
                 exact ? "NAME@VERSION" : "NAME@RANGE", exact ? "couchdb@3.2.2" : "couchdb@3.x",
                 text);
@@ -174,6 +209,7 @@ static int parse_role(hsp_options_t *o, const char *text, const char *where, cha
   }
   snprintf(o->role_name, sizeof o->role_name, "%s", name);
   snprintf(o->role_version, sizeof o->role_version, "%s", spec);
+  o->has_role = true;
   return 0;
 }
 
@@ -214,6 +250,12 @@ static int apply(hsp_options_t *o, enum flag_id f, const char *value, const char
                   "line printed by `hyperseaport seed`",
                   where, strlen(value), strlen(value) == 64 ? " with a non-hex one" : "",
                   flags[f].name);
+    /* A key that is not a curve point can never be reached: say so now rather than after
+     * a connect timeout. */
+    if (f == F_PUBLIC_KEY && !crypto_core_ed25519_is_valid_point(key))
+      return fail(err, err_len,
+                  "%s is not a valid public key: use the %s line printed by `hyperseaport seed`",
+                  where, flags[f].name);
     *(f == F_SEED ? &o->has_seed : &o->has_public_key) = true;
     return 0;
   }
@@ -251,6 +293,18 @@ static int apply(hsp_options_t *o, enum flag_id f, const char *value, const char
     o->has_host = true;
     return 0;
   case F_ROLE: return parse_role(o, value, where, err, err_len);
+  case F_BIND:
+    if (!*value || !printable_token(value) || copy_text(o->bind, value))
+      return fail(err, err_len, "%s must be a host name or address, got '%s'", where, value);
+    o->has_bind = true;
+    return 0;
+  case F_TTL:
+    if (parse_ttl(value, &o->ttl_ms))
+      return fail(err, err_len,
+                  "%s must be a lease length from 1 s to 1 h: 15, 15s or 1500ms, got '%s'", where,
+                  value);
+    return 0;
+  case F_JSON: o->json = true; return 0;
   case F_COUNT: break;
   }
   return fail(err, err_len, "internal error: unknown option");
@@ -370,6 +424,11 @@ static int collect_flags(hsp_options_t *o, const command_spec_t *cmd, int argc, 
       o->has_pipe_key = true;
       continue;
     }
+    if (!is_short && !is_long && o->command == HSP_CMD_LS && !o->has_role) {
+      /* ls NAME[@RANGE]: what to list, the only positional argument. */
+      if (parse_role(o, arg, "ls NAME@RANGE", err, err_len)) return -1;
+      continue;
+    }
     if (!is_short && !is_long)
       return fail(err, err_len, "%s: unexpected argument '%s' (see hyperseaport %s --help)",
                   cmd->name, arg, cmd->name);
@@ -400,6 +459,7 @@ static int collect_flags(hsp_options_t *o, const command_spec_t *cmd, int argc, 
 int hsp_options_parse(hsp_options_t *o, int argc, char **argv, char **envp, char *err,
                       size_t err_len) {
   memset(o, 0, sizeof *o);
+  o->ttl_ms = HSP_REG_TTL_DEFAULT_MS;
   snprintf(o->host, sizeof o->host, "localhost");
   default_storage(o, envp);
 
@@ -409,7 +469,7 @@ int hsp_options_parse(hsp_options_t *o, int argc, char **argv, char **envp, char
     while (c < HSP_CMD_COUNT && strcmp(argv[0], commands[c].name) != 0) c++;
     if (c == HSP_CMD_COUNT)
       return fail(err, err_len,
-                  "unknown command '%s' (commands: registry, seed, service, proxy, web, dht-node, pipe; see "
+                  "unknown command '%s' (commands: registry, seed, service, proxy, web, ls, dht-node, pipe; see "
                   "hyperseaport --help)",
                   argv[0]);
     o->command = (enum hsp_command)c;
@@ -497,7 +557,10 @@ void hsp_options_print_help(FILE *out, enum hsp_command which) {
   fprintf(out, "usage: %s\n\n%s\n\nflags:\n", cmd->usage, cmd->summary);
   for (int f = 0; f < F_COUNT; f++) {
     if (!(cmd->allowed & BIT(f))) continue;
-    const char *help = f == F_PORT ? cmd->port_help : f == F_ROLE ? cmd->role_help : flags[f].help;
+    const char *help = f == F_PORT   ? cmd->port_help
+                       : f == F_ROLE ? cmd->role_help
+                       : f == F_HOST ? cmd->host_help
+                                     : flags[f].help;
     char left[64];
     snprintf(left, sizeof left, "%c%c%c --%s %s", flags[f].short_name ? '-' : ' ',
              flags[f].short_name ? flags[f].short_name : ' ', flags[f].short_name ? ',' : ' ',

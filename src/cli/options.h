@@ -22,6 +22,7 @@ enum hsp_command {
   HSP_CMD_WEB,
   HSP_CMD_DHT_NODE,
   HSP_CMD_PIPE,
+  HSP_CMD_LS,
   HSP_CMD_COUNT
 };
 
@@ -52,7 +53,12 @@ typedef struct hsp_options {
   int web_port; /* --web on the registry: 0 = no gateway */
   char host[HSP_OPT_TEXT];
   char role_name[HSP_OPT_TEXT];
-  char role_version[HSP_OPT_TEXT]; /* exact version (service) or range (proxy) */
+  char role_version[HSP_OPT_TEXT]; /* exact version (service) or range (proxy, ls) */
+  bool has_role;
+  bool has_bind;                   /* --bind: address of the DHT sockets (default 0.0.0.0) */
+  char bind[HSP_OPT_TEXT];
+  uint32_t ttl_ms;                 /* service --ttl (default 15 s) */
+  bool json;                       /* ls --json */
 } hsp_options_t;
 
 /* Parses argv (without argv[0]) with the environment given as a NULL-terminated envp.

@@ -238,6 +238,14 @@ static int ensure_cap(uint8_t **buf, size_t *cap, size_t need) {
   return HSP_CRYPTO_OK;
 }
 
+static void release_body(hsp_ss_t *ss) {
+  sodium_memzero(ss->body, ss->body_cap);
+  free(ss->body);
+  ss->body = NULL;
+  ss->body_cap = 0;
+  ss->body_have = 0;
+}
+
 /* in_place: frames wholly inside `data` are decrypted where they are; otherwise every frame
  * is first copied into the stream's own buffer. */
 static int recv_bytes(hsp_ss_t *ss, uint8_t *data, size_t len, uint64_t now_ms, bool in_place) {
@@ -281,6 +289,9 @@ static int recv_bytes(hsp_ss_t *ss, uint8_t *data, size_t len, uint64_t now_ms, 
     if (rc != 0) return fail(ss, rc);
     if (ss->phase == HSP_SS_DESTROYED) return ss->error; /* destroyed by a callback */
   }
+  /* The frame buffer is only needed while a frame is split across inputs: an idle stream
+   * (most of them, in a server with many connections) holds none. */
+  if (ss->body && !(ss->len_have == 3 && ss->body_have < ss->frame_len)) release_body(ss);
   return HSP_CRYPTO_OK;
 }
 
@@ -330,11 +341,19 @@ int hsp_ss_write(hsp_ss_t *ss, const uint8_t *msg, size_t len, uint64_t now_ms) 
   int rc = check_writable(ss, len);
   if (rc != 0) return rc;
   if (len && !msg) return HSP_CRYPTO_EINVAL;
-  rc = ensure_cap(&ss->wbuf, &ss->wbuf_cap, len + HSP_SS_FRAME_OVERHEAD);
-  if (rc != 0) return fail(ss, rc);
-  if (len) memcpy(ss->wbuf + HSP_SS_PLAINTEXT_OFFSET, msg, len);
-  seal_in_place(ss, ss->wbuf, len, now_ms);
-  rc = emit(ss, ss->wbuf, len + HSP_SS_FRAME_OVERHEAD);
+  /* Small frames (keepalives, protocol messages) are sealed on the stack, so a stream
+   * that only ever sends those keeps no write buffer. */
+  uint8_t small[256];
+  uint8_t *frame = small;
+  if (len + HSP_SS_FRAME_OVERHEAD > sizeof small) {
+    rc = ensure_cap(&ss->wbuf, &ss->wbuf_cap, len + HSP_SS_FRAME_OVERHEAD);
+    if (rc != 0) return fail(ss, rc);
+    frame = ss->wbuf;
+  }
+  if (len) memcpy(frame + HSP_SS_PLAINTEXT_OFFSET, msg, len);
+  seal_in_place(ss, frame, len, now_ms);
+  rc = emit(ss, frame, len + HSP_SS_FRAME_OVERHEAD);
+  if (frame == small) sodium_memzero(small, len + HSP_SS_FRAME_OVERHEAD);
   return rc ? fail(ss, rc) : HSP_CRYPTO_OK;
 }
 

@@ -55,7 +55,6 @@ struct hsp_dht_io {
   bool closing;
   void (*close_cb)(void *ctx);
   void *close_ctx;
-  uv_check_t reap[2]; /* never started: closed in turn to free io safely (release_udx) */
 };
 
 static uint64_t io_now(const hsp_dht_io_t *io) { return uv_now(io->loop); }
@@ -260,36 +259,24 @@ static int bind_socket(hsp_dht_io_t *io, int which, const uint8_t host[4], uint1
   return err ? err - 100 : 0;
 }
 
-static void release_udx(hsp_dht_io_t *io);
-
-static void close_step(hsp_dht_io_t *io) {
-  if (--io->pending_closes) return;
-  /* The node is destroyed here, from the loop, because hsp_dht_io_close may be called from
-   * inside one of its callbacks. */
-  if (io->node) hsp_dht_node_destroy(io->node);
-  hsp_dht_store_free(io->store);
-  release_udx(io);
-}
-
-/* hsp_udx_deinit uv_close()s a handle inside io, which the loop finishes in a later closing
- * pass. io is freed two closing passes after that: reap[0] closes in the same pass as that
- * handle (whatever the order inside the pass), reap[1] only in the next one. */
-static void reaped(uv_handle_t *h) {
-  hsp_dht_io_t *io = h->data;
+/* io holds the udx instance's handle: it may only be freed once that closed too. */
+static void on_udx_closed(hsp_udx_t *udx) {
+  hsp_dht_io_t *io = udx->data;
   void (*cb)(void *) = io->close_cb;
   void *ctx = io->close_ctx;
   free(io);
   if (cb) cb(ctx);
 }
 
-static void reap_next(uv_handle_t *h) {
-  hsp_dht_io_t *io = h->data;
-  uv_close((uv_handle_t *)&io->reap[1], reaped);
-}
-
-static void release_udx(hsp_dht_io_t *io) {
-  uv_close((uv_handle_t *)&io->reap[0], reap_next);
-  hsp_udx_deinit(&io->udx);
+static void close_step(hsp_dht_io_t *io) {
+  if (--io->pending_closes) return;
+  /* The node is destroyed here, from the loop, because hsp_dht_io_close may be called from
+   * inside one of its callbacks. */
+  if (io->node) hsp_dht_node_destroy(io->node);
+  io->node = NULL;
+  hsp_dht_store_free(io->store);
+  io->store = NULL;
+  hsp_udx_deinit_cb(&io->udx, on_udx_closed);
 }
 
 static void on_handle_closed(uv_handle_t *h) { close_step(h->data); }
@@ -329,10 +316,6 @@ int hsp_dht_io_create(hsp_dht_io_t **out, uv_loop_t *loop, const hsp_dht_io_opts
     return err - 100;
   }
   io->udx.data = io;
-  for (int i = 0; i < 2; i++) {
-    uv_check_init(loop, &io->reap[i]);
-    io->reap[i].data = io;
-  }
   int bound = 0;
   err = bind_socket(io, 0, host, opts->port);
   if (!err) {
@@ -365,7 +348,7 @@ int hsp_dht_io_create(hsp_dht_io_t **out, uv_loop_t *loop, const hsp_dht_io_opts
     io->store = NULL;
     io->closing = true;
     if (!bound) {
-      release_udx(io); /* frees io from the loop */
+      hsp_udx_deinit_cb(&io->udx, on_udx_closed);
       return err;
     }
     /* Bound sockets close asynchronously; the last one frees io. */

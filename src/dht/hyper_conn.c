@@ -59,20 +59,71 @@ static int ss_write(void *user, const uint8_t *data, size_t len) {
   return queue_bytes(c, w, len, false) ? -1 : 0;
 }
 
+typedef struct hsp_dht_conn_msg {
+  struct hsp_dht_conn_msg *next;
+  size_t len;
+  uint8_t data[];
+} held_msg_t;
+
 static int ss_message(void *user, uint8_t *msg, size_t len) {
   hsp_dht_conn_t *c = user;
-  if (c->on_read && len) c->on_read(c, msg, (ssize_t)len);
+  if (!len) return 0;
+  if (c->paused) {
+    held_msg_t *m = malloc(sizeof(*m) + len);
+    if (!m) return -1;
+    m->next = NULL;
+    m->len = len;
+    memcpy(m->data, msg, len);
+    if (c->held_tail) c->held_tail->next = m;
+    else c->held_head = m;
+    c->held_tail = m;
+    c->held_bytes += len;
+    return 0;
+  }
+  if (c->on_read) c->on_read(c, msg, (ssize_t)len);
   return 0;
+}
+
+static void free_held(hsp_dht_conn_t *c) {
+  while (c->held_head) {
+    held_msg_t *m = c->held_head;
+    c->held_head = m->next;
+    free(m);
+  }
+  c->held_tail = NULL;
+  c->held_bytes = 0;
+}
+
+static void on_read(hsp_udx_stream_t *s, const uint8_t *buf, ssize_t len);
+
+/* After read_start: held messages first, then UDX delivers what it buffered. Runs from the
+ * ticker, so the read callback never runs inside hsp_dht_conn_read_start. */
+static void resume_reading(hsp_dht_conn_t *c) {
+  while (!c->paused && c->held_head && !c->stream.closed) {
+    held_msg_t *m = c->held_head;
+    c->held_head = m->next;
+    if (!c->held_head) c->held_tail = NULL;
+    c->held_bytes -= m->len;
+    /* the callback may destroy the connection: that only schedules its close */
+    if (c->on_read) c->on_read(c, m->data, (ssize_t)m->len);
+    free(m);
+  }
+  if (!c->paused && !c->held_head) hsp_udx_stream_read_start(&c->stream, on_read);
+}
+
+static bool resume_due(const hsp_dht_conn_t *c) {
+  return !c->paused && !c->stream.reading && !c->stream.closed;
 }
 
 static uint64_t tick_deadline(hsp_dht_io_ticker_t *t) {
   hsp_dht_conn_t *c = (hsp_dht_conn_t *)((char *)t - offsetof(hsp_dht_conn_t, ticker));
-  return hsp_ss_next_deadline(&c->ss);
+  return resume_due(c) ? 0 : hsp_ss_next_deadline(&c->ss);
 }
 
 static void tick_advance(hsp_dht_io_ticker_t *t, uint64_t now) {
   hsp_dht_conn_t *c = (hsp_dht_conn_t *)((char *)t - offsetof(hsp_dht_conn_t, ticker));
-  if (hsp_ss_tick(&c->ss, now) != 0) hsp_udx_stream_destroy(&c->stream);
+  if (resume_due(c)) resume_reading(c);
+  if (!c->stream.closed && hsp_ss_tick(&c->ss, now) != 0) hsp_udx_stream_destroy(&c->stream);
 }
 
 static void on_read(hsp_udx_stream_t *s, const uint8_t *buf, ssize_t len) {
@@ -96,6 +147,7 @@ static void on_close(hsp_udx_stream_t *s, int status) {
   if (c->ticking) hsp_dht_io_remove_ticker(c->io, &c->ticker);
   if (c->socket_held) hsp_dht_io_socket_unref(c->io, c->socket_id);
   if (c->ss_init) hsp_ss_destroy(&c->ss);
+  free_held(c);
   hsp_crypto_wipe(&c->keys, sizeof(c->keys));
   int st = status ? status - 100 : (ss_err && ss_err != HSP_CRYPTO_EDESTROYED ? ss_err - 20 : 0);
   if (c->on_close) c->on_close(c, st);
@@ -181,6 +233,25 @@ int hsp_dht_conn_write(hsp_dht_conn_t *c, const uint8_t *buf, size_t len,
     p += n + HSP_SS_FRAME_OVERHEAD;
   }
   return queue_bytes(c, w, total, false);
+}
+
+int hsp_dht_conn_read_stop(hsp_dht_conn_t *c) {
+  if (!c->started) return HSP_DHT_EINVAL;
+  c->paused = true;
+  hsp_udx_stream_read_stop(&c->stream);
+  return 0;
+}
+
+int hsp_dht_conn_read_start(hsp_dht_conn_t *c) {
+  if (!c->started) return HSP_DHT_EINVAL;
+  if (!c->paused) return 0;
+  c->paused = false;
+  hsp_dht_io_wake(c->io);
+  return 0;
+}
+
+size_t hsp_dht_conn_read_queue_size(const hsp_dht_conn_t *c) {
+  return c->held_bytes + hsp_udx_stream_read_queue_size(&c->stream);
 }
 
 size_t hsp_dht_conn_write_queue_size(const hsp_dht_conn_t *c) {

@@ -57,6 +57,16 @@ int hsp_dht_conn_write(hsp_dht_conn_t *c, const uint8_t *buf, size_t len,
                        hsp_dht_conn_write_cb cb, void *ctx);
 /* Bytes written but not yet acknowledged (back-pressure). */
 size_t hsp_dht_conn_write_queue_size(const hsp_dht_conn_t *c);
+/* Read back-pressure. read_stop pauses delivery to the read callback (it may be called
+ * from inside it: nothing more is delivered until read_start); UDX then buffers at most its
+ * receive window (4 MiB by default) and advertises a shrinking window, so the peer stops
+ * sending. read_start resumes delivery from the loop (never from inside the call), in
+ * order, end of stream included. Both are idempotent. */
+int hsp_dht_conn_read_stop(hsp_dht_conn_t *c);
+int hsp_dht_conn_read_start(hsp_dht_conn_t *c);
+/* Received bytes held for this connection and not yet delivered (UDX buffers, in order and
+ * out of order, plus messages held by a pause). */
+size_t hsp_dht_conn_read_queue_size(const hsp_dht_conn_t *c);
 /* Half-close our side after everything written so far. */
 int hsp_dht_conn_end(hsp_dht_conn_t *c);
 void hsp_dht_conn_destroy(hsp_dht_conn_t *c);

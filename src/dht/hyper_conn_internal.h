@@ -18,6 +18,12 @@ struct hsp_dht_conn {
   hsp_dht_conn_read_cb on_read;
   hsp_dht_conn_close_cb on_close;
   void *user;
+  /* Read side paused (hsp_dht_conn_read_stop). Messages that secret-stream completed from
+   * the UDX chunk being processed when the pause came wait here (at most one chunk's worth
+   * plus the message it completed); the rest stays in UDX, which closes its window. */
+  bool paused;
+  struct hsp_dht_conn_msg *held_head, *held_tail;
+  size_t held_bytes;
 };
 
 /* A raw stream with a random id, not connected yet. */

@@ -70,7 +70,8 @@ typedef struct connector {
   bool relay_through;
   uint8_t relay_key[32], relay_token[32];
   hsp_dht_relay_t *relay; /* pairing in progress */
-  int pending_err;        /* the direct path failed while the relay was still pairing */
+  int pending_err;        /* a path failed while another (relay, LAN ping) was pending */
+  bool lan_pending;
 } connector_t;
 
 static void finish(connector_t *k, int err) {
@@ -111,7 +112,7 @@ static void send_handshake(connector_t *k, const hsp_ipv4_addr_t *to);
 /* A failed direct path: while the blind relay still pairs, its outcome decides. */
 static void fail(connector_t *k, int err) {
   if (k->done) return;
-  if (k->relay) {
+  if (k->relay || k->lan_pending) {
     if (!k->pending_err) k->pending_err = err;
     hsp_dht_puncher_destroy(k->puncher);
     k->puncher = NULL;
@@ -132,7 +133,8 @@ static void on_relay(void *ctx, int err, int socket, const hsp_ipv4_addr_t *to,
   if (err) {
     hsp_dht_relay_destroy(r);
     /* Still punching or pinging: let that finish; else report the first failure. */
-    if (k->pending_err || (!k->puncher && k->phase == HP_NONE && !k->passive_until))
+    if (!k->lan_pending &&
+        (k->pending_err || (!k->puncher && k->phase == HP_NONE && !k->passive_until)))
       finish(k, k->pending_err ? k->pending_err : err);
   } else {
     int e = hsp_dht__conn_start(k->conn, socket, to, remote_id, &k->keys);
@@ -384,11 +386,12 @@ static void start_ticker(connector_t *k) {
 static void on_lan_ping(void *ctx, const hsp_dht_reply_t *r, int err) {
   connector_t *k = ctx;
   k->inflight--;
+  k->lan_pending = false;
   if (!k->done && !err) {
     hsp_ipv4_addr_t to = r->from;
     finish(k, hsp_dht__conn_start(k->conn, 0, &to, k->remote_udx_id, &k->keys));
-  } else if (!k->done && !k->puncher) {
-    fail(k, HSP_DHT_CONN_EPUNCHABORTED);
+  } else if (!k->done && (k->pending_err || !k->puncher)) {
+    fail(k, k->pending_err ? k->pending_err : HSP_DHT_CONN_EPUNCHABORTED);
   }
   maybe_free(k);
 }
@@ -399,7 +402,10 @@ static void lan_ping(connector_t *k, const hsp_ipv4_addr_t *to) {
   o.to = *to;
   o.internal = true;
   o.command = HSP_DHT_CMD_PING;
-  if (hsp_dht_node_request(hsp_dht_io_node(k->io), &o, on_lan_ping, k) > 0) k->inflight++;
+  if (hsp_dht_node_request(hsp_dht_io_node(k->io), &o, on_lan_ping, k) > 0) {
+    k->inflight++;
+    k->lan_pending = true;
+  }
 }
 
 /* We are OPEN: the server connects to us; its first UDX packet tells us from where. */

@@ -219,14 +219,19 @@ static void notify_watchers(hsp_reg_server_t *srv) {
   free(t);
 }
 
+static void on_expired(void *ud, const hsp_reg_entry_t *e) {
+  hsp_reg_server_t *srv = ud;
+  if (srv->cfg.on_change) srv->cfg.on_change(srv->cfg.ud, e);
+}
+
 static void expire_now(hsp_reg_server_t *srv, uint64_t now_ms) {
   if (hsp_store_next_expiry(srv->cfg.store) <= now_ms &&
-      hsp_store_expire(srv->cfg.store, now_ms, NULL, NULL) > 0)
+      hsp_store_expire(srv->cfg.store, now_ms, on_expired, srv) > 0)
     notify_watchers(srv);
 }
 
 int hsp_reg_server_tick(hsp_reg_server_t *srv, uint64_t now_ms) {
-  int n = hsp_store_expire(srv->cfg.store, now_ms, NULL, NULL);
+  int n = hsp_store_expire(srv->cfg.store, now_ms, on_expired, srv);
   if (n > 0) notify_watchers(srv);
   return n < 0 ? n : 0;
 }
@@ -291,6 +296,7 @@ static int handle_change(hsp_reg_server_t *srv, uint64_t conn, const hsp_reg_msg
   default: err = hsp_store_deregister(srv->cfg.store, m->inst.key, by, &stamp, now, &e); break;
   }
   if (err) return send_error(srv, conn, m->id, err);
+  if (srv->cfg.on_change) srv->cfg.on_change(srv->cfg.ud, &e);
   hsp_reg_msg_t ok;
   memset(&ok, 0, sizeof ok);
   ok.id = m->id;
@@ -363,10 +369,13 @@ int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *b
     break;
   case HSP_REG_MSG_SYNC:
   case HSP_REG_MSG_WATCH: {
-    /* a client ahead of us holds a history we do not: tell it, do not leave a gap */
-    uint64_t head;
+    /* a client ahead of us holds a history we do not, and one behind our compacted base
+     * needs entries we no longer have: tell it (it takes a SNAPSHOT), do not leave a gap
+     * and do not register a watch that could only ever fail */
+    uint64_t head, base;
     hsp_store_head(srv->cfg.store, &head, NULL);
-    if (m.seq > head) {
+    hsp_store_base(srv->cfg.store, &base, NULL);
+    if (m.seq > head || m.seq < base) {
       err = send_error(srv, conn, m.id, HSP_REG_ECHAIN);
       break;
     }

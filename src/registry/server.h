@@ -26,6 +26,9 @@ typedef struct hsp_reg_server_config {
   uint64_t max_skew_ms;     /* 0 = default 60 s */
   hsp_reg_send_fn send;
   void *ud;
+  /* Optional: each change applied (register, renew, deregister, expire), for the log.
+   * Inside handle_many it runs before the commit (a failed commit answers EDB). */
+  void (*on_change)(void *ud, const hsp_reg_entry_t *e);
 } hsp_reg_server_config_t;
 
 typedef struct hsp_reg_server hsp_reg_server_t;

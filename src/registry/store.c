@@ -17,6 +17,12 @@ static const char *const SCHEMA[] = {
     ("CREATE TABLE IF NOT EXISTS log ("
      " seq INTEGER PRIMARY KEY, body BLOB NOT NULL, hash BLOB NOT NULL, sig BLOB NOT NULL)"),
     "CREATE TABLE IF NOT EXISTS request_clock (signer BLOB PRIMARY KEY, ts_ms INTEGER NOT NULL)",
+    /* The live set as of the log's base (its first retained entry minus one): what
+     * compaction folded out of the log, so the log still replays to `instances`. */
+    ("CREATE TABLE IF NOT EXISTS checkpoint ("
+     " key BLOB PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, tags TEXT NOT NULL,"
+     " ttl_ms INTEGER NOT NULL, registered_ms INTEGER NOT NULL, renewed_ms INTEGER NOT NULL,"
+     " expires_ms INTEGER NOT NULL, reg_seq INTEGER NOT NULL)"),
 };
 
 #define COLS "key, name, version, tags, ttl_ms, registered_ms, renewed_ms, expires_ms, reg_seq"
@@ -29,6 +35,7 @@ enum stmt_id {
   S_CLOCK_GET, S_CLOCK_DELETE, S_CLOCK_INSERT,
   S_META_GET, S_META_INSERT, S_META_DELETE, S_LOG_CLEAR, S_INST_CLEAR,
   S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
+  S_CK_DELETE, S_CK_INSERT, S_CK_RENEW, S_CK_ALL, S_CK_CLEAR, S_LOG_PRUNE, S_LOG_COUNT,
   S_COUNT
 };
 
@@ -60,7 +67,23 @@ static const char *const SQL[S_COUNT] = {
     [S_SAVEPOINT] = "SAVEPOINT change",
     [S_RELEASE] = "RELEASE change",
     [S_ROLLBACK_TO] = "ROLLBACK TO change",
+    [S_CK_DELETE] = "DELETE FROM checkpoint WHERE key = ?",
+    [S_CK_INSERT] = "INSERT INTO checkpoint (" COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [S_CK_RENEW] =
+        "UPDATE checkpoint SET ttl_ms = ?, renewed_ms = ?, expires_ms = ? WHERE key = ?",
+    [S_CK_ALL] = "SELECT " COLS " FROM checkpoint",
+    [S_CK_CLEAR] = "DELETE FROM checkpoint",
+    [S_LOG_PRUNE] = "DELETE FROM log WHERE seq <= ?",
+    [S_LOG_COUNT] = "SELECT COUNT(*) FROM log",
 };
+
+/* The statements that change one copy of the live set: `instances` (now) or `checkpoint`
+ * (at the log's base). Both go through apply_sql, so they cannot drift apart. */
+typedef struct table {
+  enum stmt_id del, ins, renew;
+} table_t;
+static const table_t LIVE = {S_INST_DELETE, S_INST_INSERT, S_INST_RENEW};
+static const table_t CKPT = {S_CK_DELETE, S_CK_INSERT, S_CK_RENEW};
 
 struct hsp_store {
   sqlite3 *db;
@@ -70,9 +93,14 @@ struct hsp_store {
   uint8_t pub[HSP_REG_KEY_BYTES];
   uint64_t head_seq;
   uint8_t head_hash[HSP_REG_HASH_BYTES];
-  /* Where the log starts: 0/zeros, or the position of an installed snapshot. */
+  /* Where the log starts: 0/zeros, the position of an installed snapshot, or the last
+   * entry folded into the checkpoint by compaction (then base_sig is that entry's
+   * signature, which still proves the base came from the registry). */
   uint64_t base_seq;
   uint8_t base_hash[HSP_REG_HASH_BYTES];
+  uint8_t base_sig[HSP_REG_SIG_BYTES];
+  bool has_base_sig;
+  uint64_t retain; /* automatic compaction keeps at least this many entries (0 = never) */
   /* Group commit: inside a batch each change is a savepoint of one outer transaction. */
   bool batch;
   uint64_t batch_seq;
@@ -125,19 +153,25 @@ static int row_to_instance(sqlite3_stmt *s, hsp_reg_instance_t *in) {
   return HSP_REG_OK;
 }
 
-/* meta 'base' = uint64 LE seq || 32-byte hash, present after a snapshot install */
+/* meta 'base' = uint64 LE seq || 32-byte hash [|| 64-byte signature of that hash],
+ * present after a snapshot install (no signature) or a compaction (signature). */
+#define BASE_LEN (8 + HSP_REG_HASH_BYTES)
 static int load_base(hsp_store_t *st) {
   sqlite3_stmt *s = S(st, S_META_GET);
   sqlite3_bind_text(s, 1, "base", -1, SQLITE_STATIC);
   int rc = sqlite3_step(s);
   st->base_seq = 0;
   memset(st->base_hash, 0, sizeof st->base_hash);
+  st->has_base_sig = false;
   if (rc == SQLITE_ROW) {
     const uint8_t *v = sqlite3_column_blob(s, 0);
-    if (sqlite3_column_bytes(s, 0) != 8 + HSP_REG_HASH_BYTES) rc = SQLITE_CORRUPT;
+    int n = sqlite3_column_bytes(s, 0);
+    if (n != BASE_LEN && n != BASE_LEN + HSP_REG_SIG_BYTES) rc = SQLITE_CORRUPT;
     else {
       for (int i = 7; i >= 0; i--) st->base_seq = st->base_seq << 8 | v[i];
       memcpy(st->base_hash, v + 8, HSP_REG_HASH_BYTES);
+      st->has_base_sig = n > BASE_LEN;
+      if (st->has_base_sig) memcpy(st->base_sig, v + BASE_LEN, HSP_REG_SIG_BYTES);
       rc = SQLITE_DONE;
     }
   }
@@ -189,6 +223,7 @@ static int open_common(hsp_store_t **out, const char *path, bool leader) {
   hsp_store_t *st = calloc(1, sizeof *st);
   if (!st) return HSP_REG_ENOMEM;
   st->leader = leader;
+  st->retain = HSP_STORE_DEFAULT_RETAIN;
   int rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (rc == SQLITE_OK) {
     sqlite3_busy_timeout(st->db, 5000);
@@ -267,15 +302,15 @@ const uint8_t *hsp_store_public_key(hsp_store_t *st) { return st->pub; }
 
 /* Makes the live table reflect one entry. Both the leader and followers go through here, so
  * a follower's table is by construction what the leader's is. */
-static int apply_sql(hsp_store_t *st, const hsp_reg_entry_t *e) {
+static int apply_to(hsp_store_t *st, const table_t *t, const hsp_reg_entry_t *e) {
   const hsp_reg_instance_t *in = &e->inst;
   sqlite3_stmt *s;
   switch (e->type) {
   case HSP_REG_REGISTER: {
-    s = S(st, S_INST_DELETE);
+    s = S(st, t->del);
     bind_key(s, 1, in->key);
     if (exec_done(s)) return HSP_REG_EDB;
-    s = S(st, S_INST_INSERT);
+    s = S(st, t->ins);
     bind_key(s, 1, in->key);
     sqlite3_bind_text(s, 2, in->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, in->version, -1, SQLITE_STATIC);
@@ -288,7 +323,7 @@ static int apply_sql(hsp_store_t *st, const hsp_reg_entry_t *e) {
     return exec_done(s);
   }
   case HSP_REG_RENEW:
-    s = S(st, S_INST_RENEW);
+    s = S(st, t->renew);
     bind_u64(s, 1, in->ttl_ms);
     bind_u64(s, 2, e->time_ms);
     bind_u64(s, 3, in->expires_ms);
@@ -296,12 +331,14 @@ static int apply_sql(hsp_store_t *st, const hsp_reg_entry_t *e) {
     if (exec_done(s)) return HSP_REG_EDB;
     return sqlite3_changes(st->db) == 1 ? HSP_REG_OK : HSP_REG_ECHAIN;
   default:
-    s = S(st, S_INST_DELETE);
+    s = S(st, t->del);
     bind_key(s, 1, in->key);
     if (exec_done(s)) return HSP_REG_EDB;
     return sqlite3_changes(st->db) == 1 ? HSP_REG_OK : HSP_REG_ECHAIN;
   }
 }
+
+static int apply_sql(hsp_store_t *st, const hsp_reg_entry_t *e) { return apply_to(st, &LIVE, e); }
 
 static int log_insert(hsp_store_t *st, uint64_t seq, const uint8_t *body, size_t len,
                       const uint8_t *hash, const uint8_t *sig) {
@@ -374,6 +411,91 @@ static int finish(hsp_store_t *st, int err, uint64_t seq0, const uint8_t hash0[3
   return err;
 }
 
+static int write_base(hsp_store_t *st, uint64_t seq, const uint8_t hash[HSP_REG_HASH_BYTES],
+                      const uint8_t *sig) {
+  uint8_t base[BASE_LEN + HSP_REG_SIG_BYTES];
+  for (int i = 0; i < 8; i++) base[i] = (uint8_t)(seq >> (8 * i));
+  memcpy(base + 8, hash, HSP_REG_HASH_BYTES);
+  if (sig) memcpy(base + BASE_LEN, sig, HSP_REG_SIG_BYTES);
+  sqlite3_stmt *s = S(st, S_META_DELETE);
+  sqlite3_bind_text(s, 1, "base", -1, SQLITE_STATIC);
+  if (exec_done(s)) return HSP_REG_EDB;
+  s = S(st, S_META_INSERT);
+  sqlite3_bind_text(s, 1, "base", -1, SQLITE_STATIC);
+  sqlite3_bind_blob(s, 2, base, sig ? (int)sizeof base : BASE_LEN, SQLITE_STATIC);
+  return exec_done(s);
+}
+
+static void set_base(hsp_store_t *st, uint64_t seq, const uint8_t *hash, const uint8_t *sig) {
+  st->base_seq = seq;
+  memcpy(st->base_hash, hash, HSP_REG_HASH_BYTES);
+  st->has_base_sig = sig != NULL;
+  if (sig) memcpy(st->base_sig, sig, HSP_REG_SIG_BYTES);
+}
+
+typedef struct fold {
+  hsp_store_t *st;
+  uint64_t seq;
+  uint8_t hash[HSP_REG_HASH_BYTES], sig[HSP_REG_SIG_BYTES];
+  int err;
+} fold_t;
+
+/* Moves one entry from the log into the checkpoint. The entry was verified when it was
+ * appended or followed, and hsp_store_verify re-checks the chain from the new base. */
+static int fold_cb(void *ud, const hsp_store_record_t *r) {
+  fold_t *f = ud;
+  hsp_reg_entry_t e;
+  f->err = r->seq == f->seq + 1 ? hsp_reg_entry_decode(&e, r->body, r->body_len) : HSP_REG_ECHAIN;
+  if (!f->err && e.seq != r->seq) f->err = HSP_REG_ECHAIN;
+  if (!f->err) f->err = apply_to(f->st, &CKPT, &e);
+  if (!f->err) {
+    f->seq = r->seq;
+    memcpy(f->hash, r->hash, HSP_REG_HASH_BYTES);
+    memcpy(f->sig, r->sig, HSP_REG_SIG_BYTES);
+  }
+  return f->err;
+}
+
+int hsp_store_compact(hsp_store_t *st, uint64_t upto) {
+  if (st->batch) return HSP_REG_EINVAL;
+  if (upto > st->head_seq) upto = st->head_seq;
+  if (upto <= st->base_seq) return 0;
+  if (tx(st, S_BEGIN)) return HSP_REG_EDB;
+  fold_t f = {.st = st, .seq = st->base_seq};
+  int err = hsp_store_entries_after(st, st->base_seq, (size_t)(upto - st->base_seq), fold_cb, &f);
+  if (!err) err = f.err;
+  if (!err && f.seq != upto) err = HSP_REG_ECHAIN; /* a hole in the log */
+  if (!err) {
+    sqlite3_stmt *s = S(st, S_LOG_PRUNE);
+    bind_u64(s, 1, upto);
+    err = exec_done(s);
+  }
+  if (!err) err = write_base(st, upto, f.hash, f.sig);
+  if (!err) err = tx(st, S_COMMIT);
+  if (err) {
+    tx(st, S_ROLLBACK);
+    return err;
+  }
+  uint64_t folded = upto - st->base_seq;
+  set_base(st, upto, f.hash, f.sig);
+  return (int)(folded > INT32_MAX ? INT32_MAX : folded);
+}
+
+void hsp_store_set_retention(hsp_store_t *st, uint64_t entries) { st->retain = entries; }
+
+void hsp_store_base(hsp_store_t *st, uint64_t *seq, uint8_t hash[HSP_REG_HASH_BYTES]) {
+  if (seq) *seq = st->base_seq;
+  if (hash) memcpy(hash, st->base_hash, HSP_REG_HASH_BYTES);
+}
+
+/* After a committed change: once the log holds twice the retention, fold the older half
+ * into the checkpoint, so the log stays between retain and 2 x retain entries and each
+ * entry is folded once. A failure leaves everything as it was; the next change retries. */
+static void maybe_compact(hsp_store_t *st) {
+  if (st->retain && !st->batch && st->head_seq - st->base_seq > 2 * st->retain)
+    hsp_store_compact(st, st->head_seq - st->retain);
+}
+
 int hsp_store_batch_begin(hsp_store_t *st) {
   if (!st->leader || st->batch) return HSP_REG_EDENIED;
   if (tx(st, S_BEGIN)) return HSP_REG_EDB;
@@ -392,6 +514,7 @@ int hsp_store_batch_commit(hsp_store_t *st) {
     st->head_seq = st->batch_seq;
     memcpy(st->head_hash, st->batch_hash, HSP_REG_HASH_BYTES);
   }
+  if (!err) maybe_compact(st);
   return err;
 }
 
@@ -426,6 +549,7 @@ static int change(hsp_store_t *st, hsp_reg_entry_t *e, const hsp_store_stamp_t *
   if (!err) err = append(st, e, now_ms, hash);
   err = finish(st, err, seq0, hash0);
   if (!err && out) *out = *e;
+  if (!err) maybe_compact(st);
   return err;
 }
 
@@ -517,6 +641,7 @@ int hsp_store_expire(hsp_store_t *st, uint64_t now_ms,
     }
     err = finish(st, err, seq0, hash0);
   }
+  if (!err) maybe_compact(st);
   if (!err && cb)
     for (size_t i = 0; i < n; i++) cb(ud, &es[i]);
   free(keys);
@@ -602,6 +727,9 @@ int hsp_store_list(hsp_store_t *st, hsp_reg_instance_t **out, size_t *n) {
 
 int hsp_store_entries_after(hsp_store_t *st, uint64_t after, size_t limit,
                             int (*cb)(void *ud, const hsp_store_record_t *r), void *ud) {
+  /* Compacted away: the caller cannot be given a contiguous chain from `after`. The
+   * registry answers this ECHAIN like a fork: the replica takes a SNAPSHOT, then WATCHes. */
+  if (after < st->base_seq) return HSP_REG_ECHAIN;
   sqlite3_stmt *s = S(st, S_LOG_AFTER);
   bind_u64(s, 1, after);
   sqlite3_bind_int64(s, 2, limit ? (sqlite3_int64)limit : -1);
@@ -663,7 +791,9 @@ int hsp_store_follow(hsp_store_t *st, const hsp_store_record_t *recs, size_t n,
       if (entries) entries[i] = e;
     }
   }
-  return finish(st, err, seq0, hash0);
+  err = finish(st, err, seq0, hash0);
+  if (!err) maybe_compact(st);
+  return err;
 }
 
 typedef struct verify_ctx {
@@ -700,11 +830,25 @@ int hsp_store_verify(hsp_store_t *st) {
   if (!v.ix) return HSP_REG_ENOMEM;
   memcpy(v.hash, st->base_hash, sizeof v.hash);
   int err = HSP_REG_OK;
-  /* After a snapshot install the log starts at the base and the instances of the snapshot
-   * were authenticated by its signature, not by entries we hold: the chain and every
-   * signature are still checked, the replay comparison is not possible. */
-  bool replay = st->base_seq == 0;
+  /* The replay starts from the checkpoint (the live set at the base). A base from
+   * compaction carries the folded entry's signature; one from a snapshot install was
+   * authenticated by the snapshot's signature when it was installed. */
+  const bool replay = true;
   v.replay = replay;
+  if (st->has_base_sig && !hsp_reg_entry_verify(st->base_sig, st->base_hash, st->pub))
+    err = HSP_REG_ESIG;
+  hsp_reg_instance_t *ck = NULL;
+  size_t nck = 0;
+  if (!err) err = collect(S(st, S_CK_ALL), &ck, &nck);
+  for (size_t i = 0; !err && i < nck; i++) err = hsp_reg_index_put(v.ix, &ck[i]);
+  free(ck);
+  if (!err) {
+    sqlite3_stmt *s = S(st, S_LOG_COUNT);
+    if (sqlite3_step(s) != SQLITE_ROW) err = HSP_REG_EDB;
+    else if ((uint64_t)sqlite3_column_int64(s, 0) != st->head_seq - st->base_seq)
+      err = HSP_REG_ECHAIN; /* entries below the base, or a hole */
+    sqlite3_reset(s);
+  }
   if (!err) err = hsp_store_entries_after(st, st->base_seq, 0, verify_cb, &v);
   if (!err) err = v.err;
   if (!err && (v.seq != st->head_seq || memcmp(v.hash, st->head_hash, 32) != 0))
@@ -726,13 +870,13 @@ int hsp_store_verify(hsp_store_t *st) {
 int hsp_store_install_snapshot(hsp_store_t *st, uint64_t seq, const uint8_t hash[HSP_REG_HASH_BYTES],
                                int (*next)(void *ud, hsp_reg_instance_t *out), void *ud) {
   if (st->leader) return HSP_REG_EDENIED;
-  uint64_t seq0 = st->head_seq, bseq0 = st->base_seq;
-  uint8_t hash0[HSP_REG_HASH_BYTES], bhash0[HSP_REG_HASH_BYTES];
+  uint64_t seq0 = st->head_seq;
+  uint8_t hash0[HSP_REG_HASH_BYTES];
   memcpy(hash0, st->head_hash, sizeof hash0);
-  memcpy(bhash0, st->base_hash, sizeof bhash0);
   if (tx(st, S_BEGIN)) return HSP_REG_EDB;
   int err = tx(st, S_LOG_CLEAR);
   if (!err) err = tx(st, S_INST_CLEAR);
+  if (!err) err = tx(st, S_CK_CLEAR);
   hsp_reg_instance_t in;
   int more;
   while (!err && (more = next(ud, &in)) != 0) {
@@ -746,38 +890,26 @@ int hsp_store_install_snapshot(hsp_store_t *st, uint64_t seq, const uint8_t hash
     e.seq = in.reg_seq;
     e.time_ms = in.registered_ms;
     e.inst = in;
-    err = apply_sql(st, &e);
-    /* a renewed instance: registration fields came from its register, lease from renew */
-    if (!err && (in.renewed_ms != in.registered_ms)) {
-      e.type = HSP_REG_RENEW;
-      e.time_ms = in.renewed_ms;
-      err = apply_sql(st, &e);
+    /* the snapshot is both the live set and the checkpoint the log replays from */
+    for (int t = 0; t < 2 && !err; t++) {
+      const table_t *tab = t ? &CKPT : &LIVE;
+      e.type = HSP_REG_REGISTER;
+      e.time_ms = in.registered_ms;
+      err = apply_to(st, tab, &e);
+      /* a renewed instance: registration fields came from its register, lease from renew */
+      if (!err && (in.renewed_ms != in.registered_ms)) {
+        e.type = HSP_REG_RENEW;
+        e.time_ms = in.renewed_ms;
+        err = apply_to(st, tab, &e);
+      }
     }
   }
-  uint8_t base[8 + HSP_REG_HASH_BYTES];
-  for (int i = 0; i < 8; i++) base[i] = (uint8_t)(seq >> (8 * i));
-  memcpy(base + 8, hash, HSP_REG_HASH_BYTES);
-  sqlite3_stmt *s;
+  if (!err) err = write_base(st, seq, hash, NULL);
   if (!err) {
-    s = S(st, S_META_DELETE);
-    sqlite3_bind_text(s, 1, "base", -1, SQLITE_STATIC);
-    err = exec_done(s);
-  }
-  if (!err) {
-    s = S(st, S_META_INSERT);
-    sqlite3_bind_text(s, 1, "base", -1, SQLITE_STATIC);
-    sqlite3_bind_blob(s, 2, base, sizeof base, SQLITE_STATIC);
-    err = exec_done(s);
-  }
-  if (!err) {
-    st->base_seq = st->head_seq = seq;
-    memcpy(st->base_hash, hash, HSP_REG_HASH_BYTES);
+    st->head_seq = seq;
     memcpy(st->head_hash, hash, HSP_REG_HASH_BYTES);
   }
   err = finish(st, err, seq0, hash0);
-  if (err) {
-    st->base_seq = bseq0;
-    memcpy(st->base_hash, bhash0, sizeof bhash0);
-  }
+  if (!err) set_base(st, seq, hash, NULL);
   return err;
 }

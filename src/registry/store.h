@@ -94,8 +94,29 @@ int hsp_store_install_snapshot(hsp_store_t *st, uint64_t seq, const uint8_t hash
 void hsp_store_head(hsp_store_t *st, uint64_t *seq, uint8_t hash[HSP_REG_HASH_BYTES]);
 const uint8_t *hsp_store_public_key(hsp_store_t *st);
 
-/* Re-reads the whole log: sequence without gaps, every hash and signature, and that the
- * live table is exactly what replaying the log yields. */
+/* Log compaction. The log would otherwise grow forever (a renew every TTL/3 per live
+ * instance). Compacting up to seq U folds entries base+1..U into the checkpoint table (the
+ * live set as of U), deletes them, and makes U the new base; the base keeps entry U's
+ * hash and signature, so the retained tail still chains from a signed position. Entries
+ * at or below the base can no longer be served: hsp_store_entries_after(after < base)
+ * fails with HSP_REG_ECHAIN, and a replica that far behind takes a SNAPSHOT and WATCHes
+ * from there (docs/protocol.md, "Log compaction").
+ *
+ * Automatic: after each committed change (or batch), once the log holds more than
+ * 2 x `retain` entries, it is compacted down to the newest `retain`, in its own
+ * transaction. 0 turns automatic compaction off. Followers compact the same way. */
+#define HSP_STORE_DEFAULT_RETAIN 65536u
+void hsp_store_set_retention(hsp_store_t *st, uint64_t entries);
+/* Compacts up to min(upto, head). Returns how many entries were folded, or an error
+ * (nothing changed). Not inside a batch. */
+int hsp_store_compact(hsp_store_t *st, uint64_t upto);
+/* The log's base: entries_after can serve from here on (0 until compacted or a snapshot
+ * was installed). The log holds exactly head - base entries. */
+void hsp_store_base(hsp_store_t *st, uint64_t *seq, uint8_t hash[HSP_REG_HASH_BYTES]);
+
+/* Re-reads the whole log: sequence without gaps from the base, every hash and signature
+ * (and the base's), and that the live table is exactly what replaying the log over the
+ * checkpoint yields. */
 int hsp_store_verify(hsp_store_t *st);
 
 #endif

@@ -139,6 +139,15 @@ static uint32_t recv_rwnd(const hsp_udx_stream_t *s) {
   return s->ready_bytes >= s->rwnd_max ? 0 : s->rwnd_max - (uint32_t)s->ready_bytes;
 }
 
+/* Whether `len` more payload bytes may be held (in order but unread, or out of order). A
+ * sender that honours our window stays below the limit; one that ignores it gets its
+ * excess dropped instead of growing our memory. The slack is half a window: udx-native
+ * gates on packets in flight rather than bytes and was measured overshooting a closing
+ * window by ~0.6 MiB of 4. */
+static int recv_room(const hsp_udx_stream_t *s, size_t len) {
+  return s->ready_bytes + s->ooo_bytes + len <= (size_t)s->rwnd_max + s->rwnd_max / 2;
+}
+
 static void write_header(hsp_udx_stream_t *s, uint8_t *buf, uint8_t type, uint32_t seq) {
   hsp_udx_header_t h = {.type = type, .data_offset = 0, .id = s->remote_id,
                         .rwnd = recv_rwnd(s), .seq = seq, .ack = s->ack};
@@ -690,7 +699,7 @@ void hsp_udx__stream_recv(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const 
     const uint8_t *data = (h->type & HSP_UDX_TYPE_DATA) ? payload : NULL;
     size_t dlen = data ? len : 0;
     hsp_udx_pkt_t *held = NULL;
-    if (dist == 0 && dlen && !(s->reading && !s->ready_head)) {
+    if (dist == 0 && dlen && !(s->reading && !s->ready_head) && recv_room(s, dlen)) {
       /* It must be buffered: allocate before accepting, so out of memory is just a drop. */
       held = pkt_alloc(s->udx);
       if (held) {
@@ -704,8 +713,9 @@ void hsp_udx__stream_recv(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const 
       deliver_data(s, held, data, dlen);
       if (s->closed) return;
     } else if (dist == 0) {
-      /* dropped (no memory); the sender retransmits */
-    } else if ((uint32_t)dist < HSP_UDX_MAX_OOO_DISTANCE && !ring_get(&s->incoming, h->seq)) {
+      /* dropped (no memory, or beyond the window we advertised); the sender retransmits */
+    } else if ((uint32_t)dist < HSP_UDX_MAX_OOO_DISTANCE && !ring_get(&s->incoming, h->seq) &&
+               recv_room(s, dlen)) {
       hsp_udx_pkt_t *p = pkt_alloc(s->udx);
       if (p) {
         p->seq = h->seq;
@@ -716,6 +726,7 @@ void hsp_udx__stream_recv(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const 
           pkt_free(s->udx, p);
         } else {
           s->ooo_count++;
+          s->ooo_bytes += dlen;
           if (h->type & HSP_UDX_TYPE_END) note_end(s, h->seq);
         }
       }
@@ -733,6 +744,7 @@ void hsp_udx__stream_recv(hsp_udx_stream_t *s, const hsp_udx_header_t *h, const 
   while ((p = ring_get(&s->incoming, s->ack))) {
     ring_del(&s->incoming, p->seq);
     s->ooo_count--;
+    s->ooo_bytes -= p->len;
     s->ack++;
     deliver_data(s, p, p->buf, p->len);
     if (s->closed) return;
@@ -906,6 +918,7 @@ void hsp_udx__stream_release(hsp_udx_stream_t *s) {
   s->sent_head = s->sent_tail = s->rq_head = s->rq_tail = NULL;
   free_ring(s, &s->outgoing);
   free_ring(s, &s->incoming);
+  s->ooo_bytes = 0;
   while (s->ready_head) {
     hsp_udx_pkt_t *p = s->ready_head;
     s->ready_head = p->next;
@@ -963,6 +976,10 @@ int hsp_udx_stream_write_end(hsp_udx_write_t *req, hsp_udx_stream_t *s, const ui
 
 size_t hsp_udx_stream_write_queue_size(const hsp_udx_stream_t *s) {
   return s->write_queued_bytes;
+}
+
+size_t hsp_udx_stream_read_queue_size(const hsp_udx_stream_t *s) {
+  return s->ready_bytes + s->ooo_bytes;
 }
 
 int hsp_udx_stream_read_start(hsp_udx_stream_t *s, hsp_udx_stream_read_cb cb) {

@@ -109,6 +109,7 @@ struct hsp_udx {
   struct hsp_udx_pkt *free_pkts; /* packet pool shared by all streams of the instance */
   size_t free_count;
   void *lingers; /* recently closed streams still re-ACKing their peer's END (socket.c) */
+  void (*deinit_cb)(hsp_udx_t *udx);
 };
 
 struct hsp_udx_socket {
@@ -260,6 +261,7 @@ struct hsp_udx_stream {
   uint32_t rwnd_max; /* what we advertise when nothing is buffered */
   hsp_udx_ring_t incoming;          /* out-of-order packets above rcv.nxt */
   uint32_t ooo_count;
+  size_t ooo_bytes;
   struct hsp_udx_pkt *ready_head, *ready_tail; /* in order, not yet read (reading stopped) */
   size_t ready_bytes;
 
@@ -270,8 +272,11 @@ struct hsp_udx_stream {
 
 /* ---- instance ---- */
 int hsp_udx_init(uv_loop_t *loop, hsp_udx_t *udx);
-/* Frees the instance's tables; every socket and stream must have been closed. */
+/* Frees the instance's tables; every socket and stream must have been closed. The instance
+ * owns a libuv handle that finishes closing on the next loop iteration: with plain deinit
+ * the memory of *udx must stay valid until then; deinit_cb calls cb once it may be freed. */
 void hsp_udx_deinit(hsp_udx_t *udx);
+void hsp_udx_deinit_cb(hsp_udx_t *udx, void (*cb)(hsp_udx_t *udx));
 
 /* ---- socket ---- */
 int hsp_udx_socket_init(hsp_udx_t *udx, hsp_udx_socket_t *sock);
@@ -317,6 +322,9 @@ int hsp_udx_stream_write_end(hsp_udx_write_t *req, hsp_udx_stream_t *s, const ui
                              size_t len, hsp_udx_write_cb cb);
 /* Bytes written but not yet acknowledged: the caller's back-pressure signal. */
 size_t hsp_udx_stream_write_queue_size(const hsp_udx_stream_t *s);
+/* Payload bytes received and held (in order but not read, or out of order). At most 1.5 x
+ * the receive window, whatever the peer sends. */
+size_t hsp_udx_stream_read_queue_size(const hsp_udx_stream_t *s);
 /* Unreliable MESSAGE datagram on this stream (≤ the stream's max payload). */
 int hsp_udx_stream_send(hsp_udx_stream_t *s, const uint8_t *buf, size_t len);
 /* Abortive close: sends DESTROY if connected, fails pending writes with ECANCELED,

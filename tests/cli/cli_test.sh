@@ -65,7 +65,7 @@ rm "$HOME/.config/hyperseaport"
 
 expect 0 "hyperseaport [0-9]" -- --version
 expect 0 "Commands:" -- --help
-for c in registry seed service proxy web; do expect 0 "usage: hyperseaport" -- $c --help; done
+for c in registry seed service proxy web ls; do expect 0 "usage: hyperseaport" -- $c --help; done
 expect 0 "e.g. couchdb@3.x" -- proxy -h
 
 # Validation errors: one line, exit 2, naming what is wrong.
@@ -92,19 +92,28 @@ expect_error "service needs --port" -- service -r a@1.0.0 --registryPublicKey $K
 expect_error "proxy needs --registryPublicKey" -- proxy -p 5985 -r a@1
 expect_error "registry needs registrySeed" -- registry
 expect_error "--bootstrap must be host:port" -- web -p 1 --registryPublicKey $K --bootstrap 127.0.0.1
+expect_error "--registryPublicKey is not a valid public key" -- ls --registryPublicKey "$(printf '%064d' 5)"
 expect_error "--bootstrap must be host:port" -- web -p 1 --registryPublicKey $K --bootstrap 127.0.0.1:1,
 expect_error "--help takes no value" -- seed --help=1
+expect_error "--ttl must be a lease length from 1 s to 1 h" -- service -p 1 -r a@1.0.0 --registryPublicKey $K --ttl 0.5
+expect_error "--ttl must be a lease length" -- service -p 1 -r a@1.0.0 --registryPublicKey $K --ttl 999ms
+expect_error "--ttl must be a lease length" -- service -p 1 -r a@1.0.0 --registryPublicKey $K --ttl 3601
+expect_error "proxy: unknown flag --ttl" -- proxy -p 1 -r a@1 --registryPublicKey $K --ttl 5
+expect_error "ls NAME@RANGE has an invalid semver range '>=>1'" -- ls 'a@>=>1' --registryPublicKey $K
+expect_error "ls: unexpected argument 'b'" -- ls a b --registryPublicKey $K
+expect_error "ls needs --registryPublicKey" -- ls a
+expect_error "--bind must be a host name" -- ls --registryPublicKey $K --bind ""
 
 # Config file, environment and flags, later winning.
 C="$HOME/.config/hyperseaport"
-OTHER=$(printf '%064d' 7)
+OTHER=$("$BIN" seed | sed -n 's/^registryPublicKey=//p')
 printf '# comment\nregistrySeed = %s\nregistryPublicKey=%s\n' $S $OTHER >"$C"
 expect_error "registrySeed does not match registryPublicKey in $C" -- registry
 printf 'registrySeed=%s\nregistryPublicKey=%s\n' $S $K >"$C"
-expect 1 "not available in this build yet" -- registry
-expect 1 "not available in this build yet" -- proxy -p 5985 -r couchdb@3.x
+expect_error "the HTTP gateway is not in this build" -- --web 8777
+expect 1 "not available in this build yet" -- web -p 5985
 hyperseaport_registryPublicKey=zz expect_error "hyperseaport_registryPublicKey must be 64 hex" -- proxy -p 1 -r a@1
-hyperseaport_registryPublicKey=zz expect 1 "not available" -- proxy -p 1 -r a@1 --registryPublicKey $K
+hyperseaport_registryPublicKey=zz expect 1 "not available" -- web -p 1 --registryPublicKey $K
 printf 'registryPublicKey=%s\nport=80\n' $K >"$C"
 expect_error "$C line 2: unknown key 'port'" -- web -p 1
 printf 'registryPublicKey\n' >"$C"

@@ -455,6 +455,31 @@ static void test_flow_control(void) {
   teardown();
 }
 
+/* A peer that ignores our window cannot make a paused reader hold more than 1.5 windows:
+ * in-order and out-of-order data beyond that is dropped, not buffered. */
+static void test_rwnd_ignored(void) {
+  setup(0, 0, 17);
+  hsp_udx_stream_read_stop(&nodes[1].s);
+  uint8_t payload[HSP_UDX_PAYLOAD_IPV4];
+  memset(payload, 0x5a, sizeof payload);
+  uint32_t base = nodes[1].s.ack;
+  size_t offered = 0;
+  for (uint32_t i = 0; i < 12000; i++) {
+    /* in order, then out of order (every other seq, far ahead) */
+    uint32_t seq = i < 8000 ? base + i : base + 8000 + 2 * (i - 8000) + 1;
+    hsp_udx_header_t h = {.type = HSP_UDX_TYPE_DATA, .id = 2, .rwnd = HSP_UDX_DEFAULT_RWND,
+                          .seq = seq, .ack = nodes[1].s.seq};
+    hsp_udx__stream_recv(&nodes[1].s, &h, payload, sizeof payload);
+    offered += sizeof payload;
+  }
+  size_t held = hsp_udx_stream_read_queue_size(&nodes[1].s);
+  printf("rwnd ignored: %zu KiB offered, %zu KiB held\n", offered / 1024, held / 1024);
+  CHECK(offered > 3 * HSP_UDX_DEFAULT_RWND);
+  CHECK(held <= HSP_UDX_DEFAULT_RWND + HSP_UDX_DEFAULT_RWND / 2);
+  CHECK(held >= HSP_UDX_DEFAULT_RWND);
+  teardown();
+}
+
 static void test_message_and_seq_wrap(void) {
   setup(0.05, 0.1, 15);
   /* Initial sequence numbers near 2^32 are agreed out of band; data crosses the wrap. */
@@ -729,6 +754,7 @@ int main(void) {
   test_destroy();
   test_timeout();
   test_flow_control();
+  test_rwnd_ignored();
   test_message_and_seq_wrap();
   test_malformed();
   for (int i = 0; i < 2; i++) {
