@@ -4,13 +4,18 @@
  * hyperdht 6.34 builds it. Created by hsp_dht_connect (initiator); the object is owned by
  * the library and freed right after its close callback returns.
  *
- * hsp_dht_connect (client side): FIND_PEER for H(public key), PEER_HANDSHAKE through the
- * first node with a route, then a direct UDX connect when the server is reachable (OPEN), or
- * when both peers share a host (the reference's LAN shortcut, without its PING probe), else
- * the PEER_HOLEPUNCH rounds from a pool socket (probe round, punch round, then the punch.h
- * schedule; hyperdht.md §4.4) and a connect over the punched path. The blind relay is NOT
- * implemented: two randomizing NATs fail with HSP_DHT_CONN_EDOUBLERANDOM or
- * HSP_DHT_CONN_EREMOTEABORTED (the server refuses), as the reference without relayThrough.
+ * hsp_dht_connect (client side, connect.js): FIND_PEER for H(public key) (the relays of the
+ * last connect to that key get the handshake first), PEER_HANDSHAKE through the first node
+ * with a route, then:
+ *   - the server is reachable (OPEN) or answered directly: connect to it at once;
+ *   - we are reachable: wait for the server's first packet (10 s);
+ *   - same public host: ping the server's nearest LAN address and connect there, racing
+ *   - the holepunch: PEER_HOLEPUNCH rounds from a pool socket (probe round, punch round, then
+ *     the punch.h schedule; hyperdht.md §4.4) and a connect over the punched path;
+ *   - with relayThrough (ours or the server's): blind relay pairing in parallel (relay.h);
+ *     whichever path connects first is kept (a relayed stream is not upgraded later).
+ * Two randomizing NATs without a relay fail with HSP_DHT_CONN_EDOUBLERANDOM (or
+ * HSP_DHT_CONN_EREMOTEABORTED when the server refuses first), as the reference.
  */
 #ifndef HSP_DHT_HYPER_CONN_H
 #define HSP_DHT_HYPER_CONN_H

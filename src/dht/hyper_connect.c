@@ -12,6 +12,12 @@
 
 #define MAX_HANDSHAKES 2 /* in flight; 3 when cached relays are tried first (connect.js) */
 #define MAX_TRIED 16
+/* With cached relays the FIND_PEER query waits this long (or until they all failed): on a
+ * healthy route it is pure load on the nodes that are answering our handshake. */
+#define PRECONNECT_GRACE_MS 250
+/* The first cached relay (the server itself when it is reachable) gets the handshake alone;
+ * the other cached relays only if it has not answered by then. */
+#define PRECONNECT_STAGGER_MS 50
 #define REMOTE_UNKNOWN_WAIT_MS 1000 /* connect.js probeRound: let the server classify its NAT */
 #define MAX_HOLEPUNCH_PAYLOAD 512
 #define MAX_LOCAL_ADDRESSES 4
@@ -52,6 +58,11 @@ typedef struct connector {
   hsp_ipv4_addr_t tried[MAX_TRIED]; /* nodes sent our handshake */
   size_t ntried;
   bool preconnect, stopping_query;
+  uint64_t query_at; /* deferred FIND_PEER start (preconnect), 0 = none pending */
+  uint64_t stagger_at; /* when the rest of the cached relays get the handshake, 0 = none */
+  hsp_ipv4_addr_t cached[HSP_DHT_IO_CACHED_RELAYS];
+  size_t ncached;
+  uint8_t remote_public_key[32];
   hsp_ipv4_addr_t relays[HSP_DHT_IO_CACHED_RELAYS]; /* to cache after success */
   size_t nrelays;
   /* blind relay (connect.js relayConnection) */
@@ -59,7 +70,8 @@ typedef struct connector {
   bool relay_through;
   uint8_t relay_key[32], relay_token[32];
   hsp_dht_relay_t *relay; /* pairing in progress */
-  int pending_err;        /* the direct path failed while the relay was still pairing */
+  int pending_err;        /* a path failed while another (relay, LAN ping) was pending */
+  bool lan_pending;
 } connector_t;
 
 static void finish(connector_t *k, int err) {
@@ -94,10 +106,13 @@ static void maybe_free(connector_t *k) {
   if (k->done && k->inflight == 0 && (k->query_done || k->query <= 0)) free(k);
 }
 
+static void start_query(connector_t *k);
+static void send_handshake(connector_t *k, const hsp_ipv4_addr_t *to);
+
 /* A failed direct path: while the blind relay still pairs, its outcome decides. */
 static void fail(connector_t *k, int err) {
   if (k->done) return;
-  if (k->relay) {
+  if (k->relay || k->lan_pending) {
     if (!k->pending_err) k->pending_err = err;
     hsp_dht_puncher_destroy(k->puncher);
     k->puncher = NULL;
@@ -118,7 +133,8 @@ static void on_relay(void *ctx, int err, int socket, const hsp_ipv4_addr_t *to,
   if (err) {
     hsp_dht_relay_destroy(r);
     /* Still punching or pinging: let that finish; else report the first failure. */
-    if (k->pending_err || (!k->puncher && k->phase == HP_NONE && !k->passive_until))
+    if (!k->lan_pending &&
+        (k->pending_err || (!k->puncher && k->phase == HP_NONE && !k->passive_until)))
       finish(k, k->pending_err ? k->pending_err : err);
   } else {
     int e = hsp_dht__conn_start(k->conn, socket, to, remote_id, &k->keys);
@@ -334,13 +350,22 @@ static void on_punch_abort(void *ctx) {
 static uint64_t hp_deadline(hsp_dht_io_ticker_t *t) {
   connector_t *k = (connector_t *)((char *)t - offsetof(connector_t, ticker));
   uint64_t d = k->phase == HP_PROBE_WAIT ? k->wait_until : UINT64_MAX;
+  if (k->query_at && k->query_at < d) d = k->query_at;
+  if (k->stagger_at && k->stagger_at < d) d = k->stagger_at;
   return k->passive_until && k->passive_until < d ? k->passive_until : d;
 }
 
 static void hp_advance(hsp_dht_io_ticker_t *t, uint64_t now) {
   (void)now;
   connector_t *k = (connector_t *)((char *)t - offsetof(connector_t, ticker));
-  if (k->passive_until && now >= k->passive_until) {
+  if (k->stagger_at && now >= k->stagger_at) {
+    k->stagger_at = 0;
+    for (size_t i = 1; i < k->ncached && !k->handshaked && !k->done; i++)
+      send_handshake(k, &k->cached[i]);
+  }
+  if (k->query_at && now >= k->query_at) start_query(k);
+  if (k->done) {
+  } else if (k->passive_until && now >= k->passive_until) {
     fail(k, HSP_DHT_CONN_EPUNCHABORTED);
   } else if (k->phase == HP_PROBE_WAIT && now >= k->wait_until) {
     k->wait_until = 0;
@@ -361,11 +386,12 @@ static void start_ticker(connector_t *k) {
 static void on_lan_ping(void *ctx, const hsp_dht_reply_t *r, int err) {
   connector_t *k = ctx;
   k->inflight--;
+  k->lan_pending = false;
   if (!k->done && !err) {
     hsp_ipv4_addr_t to = r->from;
     finish(k, hsp_dht__conn_start(k->conn, 0, &to, k->remote_udx_id, &k->keys));
-  } else if (!k->done && !k->puncher) {
-    fail(k, HSP_DHT_CONN_EPUNCHABORTED);
+  } else if (!k->done && (k->pending_err || !k->puncher)) {
+    fail(k, k->pending_err ? k->pending_err : HSP_DHT_CONN_EPUNCHABORTED);
   }
   maybe_free(k);
 }
@@ -376,7 +402,10 @@ static void lan_ping(connector_t *k, const hsp_ipv4_addr_t *to) {
   o.to = *to;
   o.internal = true;
   o.command = HSP_DHT_CMD_PING;
-  if (hsp_dht_node_request(hsp_dht_io_node(k->io), &o, on_lan_ping, k) > 0) k->inflight++;
+  if (hsp_dht_node_request(hsp_dht_io_node(k->io), &o, on_lan_ping, k) > 0) {
+    k->inflight++;
+    k->lan_pending = true;
+  }
 }
 
 /* We are OPEN: the server connects to us; its first UDX packet tells us from where. */
@@ -516,6 +545,14 @@ static void on_handshake_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
   int e = start_holepunch(k, &p, r, &server);
   if (e) fail(k, e);
 out:
+  if (k->handshaked) {
+    k->query_at = k->stagger_at = 0;
+  } else if (k->stagger_at && k->inflight == 0 && !k->done) {
+    k->stagger_at = hsp_dht_io_now(k->io); /* the first failed: try the others now */
+    hsp_dht_io_wake(k->io);
+  } else if (k->query_at && k->inflight == 0 && !k->done) {
+    start_query(k); /* every cached relay failed */
+  }
   if (!k->done && !k->handshaked && k->query_done && k->inflight == 0)
     finish(k, HSP_DHT_CONN_EFAILED);
   /* A handshake got through: the rest of the FIND_PEER query is only load now. */
@@ -553,6 +590,16 @@ static void on_peer_reply(void *ctx, const hsp_dht_reply_t *r) {
   k->found = true;
   if (tried(k, &r->from)) return;
   if (k->inflight < MAX_HANDSHAKES + (k->preconnect ? 1 : 0)) send_handshake(k, &r->from);
+}
+
+static void on_peer_reply(void *ctx, const hsp_dht_reply_t *r);
+static void on_query_done(void *ctx, const hsp_dht_query_result_t *res);
+
+static void start_query(connector_t *k) {
+  k->query_at = 0;
+  hsp_dht_query_cbs_t cbs = {on_peer_reply, on_query_done, k};
+  k->query = hsp_dht_find_peer(hsp_dht_io_node(k->io), k->remote_public_key, &cbs);
+  if (k->query <= 0 && !k->handshaked && k->inflight == 0) finish(k, (int)k->query);
 }
 
 static void on_query_done(void *ctx, const hsp_dht_query_result_t *res) {
@@ -637,18 +684,28 @@ int hsp_dht_connect_with(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
     goto fail;
   }
   k->msg_len = (size_t)mlen;
-  /* Relays that routed our last connect to this key get the handshake at once; the query
-   * runs in parallel in case they no longer route. */
+  /* Relays that routed our last connect to this key get the handshake at once (staggered);
+   * the query follows if they do not answer. */
   hsp_ipv4_addr_t cached[HSP_DHT_IO_CACHED_RELAYS];
   size_t ncached = hsp_dht_io_relay_cache_get(io, k->target, cached);
   k->preconnect = ncached > 0;
+  memcpy(k->remote_public_key, remote_public_key, 32);
+  if (ncached) send_handshake(k, &cached[0]);
+  if (k->inflight > 0) {
+    memcpy(k->cached, cached, ncached * sizeof(cached[0]));
+    k->ncached = ncached;
+    uint64_t now = hsp_dht_io_now(io);
+    if (ncached > 1) k->stagger_at = now + PRECONNECT_STAGGER_MS;
+    k->query_at = now + PRECONNECT_GRACE_MS;
+    start_ticker(k);
+    return 0;
+  }
   hsp_dht_query_cbs_t cbs = {on_peer_reply, on_query_done, k};
   k->query = hsp_dht_find_peer(node, remote_public_key, &cbs);
   if (k->query <= 0) {
     err = (int)k->query;
     goto fail;
   }
-  for (size_t i = 0; i < ncached; i++) send_handshake(k, &cached[i]);
   return 0;
 fail:
   if (k->conn) hsp_dht_conn_destroy(k->conn);

@@ -332,14 +332,10 @@ static void abort_punch(session_t *x, const hsp_dht_incoming_t *req, const hsp_i
                                     .round = x->round};
   send_punch_reply(x, req, peer, &hp, hsp_dht_node_firewalled(hsp_dht_io_node(s->io)) ? 1 : 0);
   release_puncher(x);
-  if (x->relay) return; /* the blind relay may still connect it */
-  if (x->conn) {
-    hsp_dht_conn_t *c = x->conn;
-    x->conn = NULL;
-    c->user = NULL;
-    hsp_dht_conn_destroy(c);
-  }
-  x->deadline = hsp_dht_io_now(s->io) + HANDSHAKE_WAIT_MS;
+  /* The stream stays until the session deadline: a LAN connect or the blind relay may still
+   * bring the client (the reference destroys it here and races its own LAN shortcut). */
+  uint64_t d = hsp_dht_io_now(s->io) + (x->relay ? HSP_DHT_RELAY_TIMEOUT_MS : HANDSHAKE_WAIT_MS);
+  if (x->deadline > d) x->deadline = d;
 }
 
 /* server.js _onpeerholepunch after the NAT analysis settled. */

@@ -3,12 +3,14 @@
  * the announcer, answers PEER_HANDSHAKE (directly or relayed by a DHT node) as the Noise IK
  * responder, asks the firewall callback about the client's static key (reject = no reply at
  * all, as the reference), and hands each connection over once its UDX stream is connected:
- * at once when the client is reachable (OPEN) or asked us directly, else when the client's
- * first UDX packet arrives (within 10 s).
- *
- * NOT implemented: PEER_HOLEPUNCH rounds (the server drops them, so a client that must
- * holepunch times out), blind relays, and the puncher socket (replies always leave from the
- * DHT socket, which is what the same-host/LAN path needs).
+ *   - at once when the client is reachable (OPEN) or asked us directly;
+ *   - else on the client's first UDX packet (within 10 s, longer while punching), from
+ *     wherever it arrives: our DHT socket (LAN shortcut; the reply then leaves from it), or
+ *     the session's puncher socket, from which the reply left so the client learns its
+ *     public address; PEER_HOLEPUNCH rounds are answered after our NAT analysis (fast-mode
+ *     probe, punching, TRY_LATER when a random punch is rate-limited; puncher.h);
+ *   - or through the client's blind relay (relayThrough) once paired (relay.h).
+ * Servers do not configure a relayThrough of their own.
  */
 #ifndef HSP_DHT_HYPER_SERVER_H
 #define HSP_DHT_HYPER_SERVER_H

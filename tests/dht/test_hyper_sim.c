@@ -171,6 +171,76 @@ static bool hs_done(sim_t *s, void *ctx) {
   return hs_result.done;
 }
 
+/* Stands in for hyper_server's holepunch handler: it answers later (after its NAT analysis)
+ * with hsp_dht_node_relay FROM_SERVER, or never (silent = true). */
+static struct {
+  bool pending, silent;
+  int seen;
+  hsp_dht_incoming_t req;
+  hsp_ipv4_addr_t peer;
+  uint64_t at;
+  hsp_dht_node_t *node;
+} defer;
+static const uint8_t PUNCHED[7] = {'p', 'u', 'n', 'c', 'h', 'e', 'd'};
+static bool deferring_puncher(void *ctx, const hsp_dht_incoming_t *req,
+                              const hsp_dht_holepunch_t *hp, hsp_dht_server_reply_t *out) {
+  (void)ctx, (void)out;
+  defer.seen++;
+  if (defer.silent || hp->id != 3 || !hp->has_peer_address) return false;
+  defer.req = *req;
+  defer.req.value = (hsp_bytes_t){NULL, 0};
+  defer.peer = hp->peer_address;
+  defer.at = sim.now + 300;
+  defer.pending = true;
+  return true; /* no reply now */
+}
+static uint64_t defer_deadline(void *ctx) {
+  (void)ctx;
+  return defer.pending ? defer.at : UINT64_MAX;
+}
+static void defer_advance(void *ctx, uint64_t now) {
+  (void)ctx;
+  if (!defer.pending || now < defer.at) return;
+  defer.pending = false;
+  hsp_dht_holepunch_t m = {.mode = HSP_HYPER_FROM_SERVER, .id = 0,
+                           .payload = {PUNCHED, sizeof(PUNCHED)}, .has_peer_address = true,
+                           .peer_address = defer.peer};
+  uint8_t buf[128];
+  long n = hsp_dht_holepunch_encode(buf, sizeof(buf), &m);
+  if (n > 0) hsp_dht_node_relay(defer.node, &defer.req, buf, (size_t)n, true, &defer.req.from, -1);
+}
+
+static struct {
+  bool done, ok, payload_ok, has_peer;
+  int err;
+  uint64_t mode, at;
+  hsp_ipv4_addr_t peer, from;
+} hp_result;
+static void on_holepunch_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
+  (void)ctx;
+  hp_result.done = true;
+  hp_result.at = sim.now;
+  hp_result.err = err;
+  hp_result.ok = !err;
+  if (err) return;
+  hsp_dht_holepunch_t hp;
+  if (!r->has_value || hsp_dht_holepunch_decode(&hp, r->value.data, r->value.len) != 0) {
+    hp_result.ok = false;
+    return;
+  }
+  hp_result.mode = hp.mode;
+  hp_result.payload_ok = hp.payload.len == sizeof(PUNCHED) &&
+                         !memcmp(hp.payload.data, PUNCHED, sizeof(PUNCHED));
+  hp_result.has_peer = hp.has_peer_address;
+  hp_result.peer = hp.peer_address;
+  hp_result.from = r->from;
+}
+static bool hp_done(sim_t *s, void *ctx) {
+  (void)s;
+  (void)ctx;
+  return hp_result.done;
+}
+
 int main(void) {
   sim_init(&sim, 77);
   sim.loss_permille = 50;
@@ -414,7 +484,8 @@ int main(void) {
     hsp_dht_peer_t rec = {skp.public_key, {NULL, 0}};
     hsp_dht_peer_encode(record, sizeof(record), &rec);
     CHECK_EQ_INT(hsp_dht_store_listen(sst, starget, record, sizeof(record), fake_noise_responder,
-                                      NULL, NULL), 0);
+                                      deferring_puncher, NULL), 0);
+    defer.node = sn;
     static hsp_dht_announcer_t sann;
     hsp_dht_announcer_init(&sann, sn, &skp, starget);
     stopped_flag = false;
@@ -454,6 +525,51 @@ int main(void) {
     CHECK(sim_run(&sim, sim.now + 20000, hs_done, NULL));
     CHECK(hs_result.ok && hs_result.mode == HSP_HYPER_REPLY && !hs_result.has_peer);
     hsp_dht_announcer_destroy(&sann);
+
+    /* PEER_HOLEPUNCH answered late (as hyper_server does after its NAT analysis), over the
+     * 5 % lossy network: FROM_CLIENT -> relay -> FROM_RELAY -> server; 300 ms later the
+     * server relays FROM_SERVER back; the client gets REPLY from the node it asked, with the
+     * server's payload and its address as that relay sees it. Lost legs are retried by the
+     * client (same tid), and every copy is answered. */
+    sim.extra_deadline = defer_deadline;
+    sim.extra_advance = defer_advance;
+    sim.extra_ctx = NULL;
+    uint8_t hpv[128], p1[2] = {'p', '1'};
+    hsp_dht_holepunch_t hpm = {.mode = HSP_HYPER_FROM_CLIENT, .id = 3, .payload = {p1, 2},
+                               .has_peer_address = true, .peer_address = sann.relays[0].peer_address};
+    long hplen = hsp_dht_holepunch_encode(hpv, sizeof(hpv), &hpm);
+    o.to = sann.relays[0].relay_address;
+    o.command = HSP_HYPER_PEER_HOLEPUNCH;
+    o.value = hpv;
+    o.value_len = (size_t)hplen;
+    int ok_runs = 0;
+    for (int run = 0; run < 10; run++) {
+      memset(&hp_result, 0, sizeof(hp_result));
+      uint64_t t0 = sim.now;
+      CHECK(hsp_dht_node_request(b, &o, on_holepunch_reply, &hp_result) > 0);
+      CHECK(sim_run(&sim, sim.now + 20000, hp_done, NULL));
+      if (!hp_result.ok) continue; /* every retry lost: possible at 5 % loss, rare */
+      ok_runs++;
+      CHECK(hp_result.mode == HSP_HYPER_REPLY && hp_result.payload_ok && hp_result.has_peer);
+      CHECK(hsp_dht_addr_equal(&hp_result.peer, &sa_server) ||
+            hsp_dht_addr_equal(&hp_result.peer, &sa_client));
+      CHECK(hsp_dht_addr_equal(&hp_result.from, &sann.relays[0].relay_address));
+      CHECK(hp_result.at - t0 >= 300); /* not before the server's deferred answer */
+      sim_run(&sim, sim.now + 2000, NULL, NULL); /* let late duplicates drain */
+    }
+    CHECK(ok_runs >= 9);
+    printf("holepunch: %d of 10 deferred answers arrived, %d requests reached the server\n",
+           ok_runs, defer.seen);
+    CHECK(defer.seen >= 10);
+    /* A server that never answers: the client's request times out after its retries (4
+     * sends of 1 s each), deterministically on the simulated clock. */
+    defer.silent = true;
+    memset(&hp_result, 0, sizeof(hp_result));
+    uint64_t t0 = sim.now;
+    CHECK(hsp_dht_node_request(b, &o, on_holepunch_reply, &hp_result) > 0);
+    CHECK(sim_run(&sim, sim.now + 20000, hp_done, NULL));
+    CHECK(!hp_result.ok && hp_result.err == HSP_DHT_ETIMEDOUT);
+    CHECK(hp_result.at - t0 >= 3000 && hp_result.at - t0 <= 5000);
     sim.extra_deadline = NULL;
     sim.extra_advance = NULL;
   }
