@@ -249,6 +249,7 @@ badinput)
   registry
   "$LOAD" bad "$KEY" "$BOOT" >"$T/bad.out" 2>"$T/bad.err" || fail "bad input: $(cat "$T/bad.out")"
   cat "$T/bad.out"
+  grep -q "dropped the connection of client .*frame larger than any request" "$T/registry.out" || fail "the registry did not log the oversized frame"
   other=$("$BIN" seed | sed -n 's/^registryPublicKey=//p')
   out=$("$BIN" ls $NET --registryPublicKey "$other" 2>&1) && fail "ls with a wrong registry key succeeded"
   echo "$out" | grep -q "cannot reach registry" || fail "wrong key: $out"
