@@ -32,6 +32,7 @@ struct hsp_agent_proxy {
   bool listener_open, session_open, stopping, was_up, down_reported, have_choice, said_none;
   uint8_t choice[32]; /* first candidate last announced */
   int last_sync_err;
+  bool resyncing; /* a SNAPSHOT asked after ECHAIN may replace a newer replica */
   void (*stop_cb)(void *);
   void *stop_ctx;
 };
@@ -159,11 +160,12 @@ static void sync_failed(hsp_agent_proxy_t *p, int err) {
   fflush(p->cfg.err);
 }
 
-/* The registry's log no longer extends ours (it was restored from an older copy): start
- * over from a snapshot. Only on the registry's own word, over its authenticated stream. */
+/* The registry cannot extend our log (it compacted past our head, or it was restored from
+ * an older copy, or lost its store): start over from a snapshot. What we hold keeps
+ * serving until the snapshot is there; one older than ours (a registry that went back in
+ * time) replaces it only here, on the registry's own word over its authenticated stream. */
 static void resync(hsp_agent_proxy_t *p) {
-  int err = hsp_reg_replica_reset(p->replica);
-  if (err) sync_failed(p, err);
+  p->resyncing = true;
   request(p, HSP_REG_MSG_SNAPSHOT, ID_SNAPSHOT, 0, 0);
 }
 
@@ -204,6 +206,11 @@ static void on_message(void *ud, const uint8_t *msg, size_t len) {
     }
   } else if (id == ID_SNAPSHOT) {
     int err = hsp_reg_replica_receive(p->replica, msg, len);
+    if (err == HSP_REG_EREPLAY && p->resyncing) {
+      err = hsp_reg_replica_reset(p->replica);
+      if (!err) err = hsp_reg_replica_receive(p->replica, msg, len);
+    }
+    p->resyncing = false;
     if (err < 0 && err != HSP_REG_EREPLAY) sync_failed(p, err);
     /* EREPLAY: older than what we hold; WATCH tells whether our history still stands */
     request(p, HSP_REG_MSG_WATCH, ID_WATCH, hsp_reg_replica_seq(p->replica), 0);
