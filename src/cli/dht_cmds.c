@@ -151,6 +151,13 @@ static void stdin_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 
 static void pipe_start(pipe_cmd_t *p, hsp_dht_conn_t *c) {
   p->conn = c;
+  hsp_ipv4_addr_t peer;
+  char host[HSP_CENC_IP_STRLEN];
+  /* Diagnostic for tests (NAT lab): the UDP path the stream took; no relay exists yet. */
+  if (hsp_dht_conn_remote_address(c, &peer)) {
+    hsp_ipv4_format(peer.host, host);
+    fprintf(stderr, "hyperseaport pipe: connected directly to %s:%u\n", host, peer.port);
+  }
   hsp_dht_conn_set_callbacks(c, pipe_on_read, pipe_on_close, p);
   uv_read_start((uv_stream_t *)&p->in, alloc_cb, stdin_read);
 }

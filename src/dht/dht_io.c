@@ -3,11 +3,28 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "crypto.h"
+
+/* A pool socket (holepunch): owned by refs (the puncher, then a connection using it). */
+typedef struct extra_socket {
+  hsp_udx_socket_t sock;
+  hsp_dht_io_t *io;
+  int id, refs;
+  hsp_dht_io_raw_cb raw_cb;
+  void *raw_ctx;
+} extra_socket_t;
+
+typedef struct relay_cache_entry {
+  uint8_t target[32];
+  hsp_ipv4_addr_t relays[HSP_DHT_IO_CACHED_RELAYS];
+  size_t n;
+  uint64_t used; /* LRU stamp, 0 = empty */
+} relay_cache_entry_t;
 
 struct hsp_dht_io {
   uv_loop_t *loop;
@@ -27,6 +44,13 @@ struct hsp_dht_io {
   bool (*req_cb)(void *ctx, hsp_dht_node_t *node, const hsp_dht_incoming_t *req);
   void *req_ctx;
   uint64_t armed; /* deadline the timer is set for, UINT64_MAX = none */
+  extra_socket_t *extra[HSP_DHT_IO_MAX_SOCKETS]; /* by id; 0 and 1 unused */
+  unsigned pass;        /* run_due generation */
+  hsp_dht_punch_limit_t punch_limit;
+  relay_cache_entry_t relay_cache[HSP_DHT_IO_RELAY_CACHE];
+  uint64_t relay_stamp;
+  bool tickers_removed; /* set by remove_ticker during an advance */
+  int next_extra;
   int pending_closes;
   bool closing;
   void (*close_cb)(void *ctx);
@@ -91,14 +115,34 @@ static void to_sockaddr(struct sockaddr_in *sa, const hsp_ipv4_addr_t *a) {
   memcpy(&sa->sin_addr, a->host, 4);
 }
 
+static hsp_udx_socket_t *socket_of(hsp_dht_io_t *io, int id) {
+  if (id == 0 || id == 1) return &io->sockets[id];
+  if (id < 2 || id >= HSP_DHT_IO_MAX_SOCKETS || !io->extra[id] || io->extra[id]->refs <= 0)
+    return NULL;
+  return &io->extra[id]->sock;
+}
+
+static int send_ttl(hsp_udx_socket_t *s, const uint8_t *buf, size_t len,
+                    const hsp_ipv4_addr_t *to, uint8_t ttl) {
+  struct sockaddr_in sa;
+  to_sockaddr(&sa, to);
+  int t = ttl;
+  /* The send happens right away, so a per-datagram TTL is a setsockopt around it. */
+  if (ttl) setsockopt(s->fd, IPPROTO_IP, IP_TTL, &t, sizeof(t));
+  int err = hsp_udx_socket_send(s, buf, len, (const struct sockaddr *)&sa);
+  if (ttl && ttl != HSP_DHT_IO_DEFAULT_TTL) {
+    t = HSP_DHT_IO_DEFAULT_TTL;
+    setsockopt(s->fd, IPPROTO_IP, IP_TTL, &t, sizeof(t));
+  }
+  return err;
+}
+
 static void flush(hsp_dht_io_t *io) {
   hsp_dht_datagram_t d;
   while (hsp_dht_node_next_datagram(io->node, &d)) {
-    if (d.socket != 0 && d.socket != 1) continue; /* no extra sockets at this layer */
-    struct sockaddr_in sa;
-    to_sockaddr(&sa, &d.to);
-    /* A full send buffer drops the datagram: dht-rpc retries requests on its own. */
-    hsp_udx_socket_send(&io->sockets[d.socket], d.data, d.len, (const struct sockaddr *)&sa);
+    hsp_udx_socket_t *s = socket_of(io, d.socket);
+    /* A closed pool socket or a full send buffer drops the datagram: dht-rpc retries. */
+    if (s) send_ttl(s, d.data, d.len, &d.to, d.ttl);
   }
 }
 
@@ -113,9 +157,18 @@ static uint64_t next_deadline(hsp_dht_io_t *io) {
 
 static void run_due(hsp_dht_io_t *io) {
   uint64_t now = io_now(io);
-  for (hsp_dht_io_ticker_t *t = io->tickers, *next; t; t = next) {
-    next = t->next; /* a ticker may remove itself */
-    if (t->deadline(t) <= now) t->advance(t, now);
+  unsigned pass = ++io->pass;
+  hsp_dht_io_ticker_t *t = io->tickers;
+  while (t) {
+    if (t->pass == pass || t->deadline(t) > now) {
+      t = t->next;
+      continue;
+    }
+    t->pass = pass;
+    io->tickers_removed = false;
+    t->advance(t, now);
+    /* A removal may have freed t or its successor: rescan; `pass` skips those already run. */
+    t = io->tickers_removed ? io->tickers : t->next;
   }
   if (hsp_dht_node_next_deadline(io->node) <= now) hsp_dht_node_advance(io->node, now);
 }
@@ -149,20 +202,30 @@ void hsp_dht_io_wake(hsp_dht_io_t *io) {
   uv_timer_start(&io->timer, on_timer, 0, 0);
 }
 
-static void on_recv(hsp_udx_socket_t *sock, const uint8_t *buf, size_t len,
-                    const struct sockaddr *from) {
-  hsp_dht_io_t *io = sock->data;
+static void deliver(hsp_dht_io_t *io, int which, hsp_dht_io_raw_cb raw_cb, void *raw_ctx,
+                    const uint8_t *buf, size_t len, const struct sockaddr *from) {
   if (io->closing || from->sa_family != AF_INET) return;
   const struct sockaddr_in *sa = (const struct sockaddr_in *)from;
   hsp_ipv4_addr_t a;
   memcpy(a.host, &sa->sin_addr, 4);
   a.port = ntohs(sa->sin_port);
-  int which = sock == &io->sockets[0] ? 0 : 1;
   if (hsp_dht_message_type(buf, len) != 0) {
     hsp_dht_node_recv(io->node, which, &a, buf, len, io_now(io));
-  } else if (io->raw_cb) {
-    io->raw_cb(io->raw_ctx, which, &a, buf, len);
+  } else if (raw_cb) {
+    raw_cb(raw_ctx, which, &a, buf, len);
   }
+}
+
+static void on_recv(hsp_udx_socket_t *sock, const uint8_t *buf, size_t len,
+                    const struct sockaddr *from) {
+  hsp_dht_io_t *io = sock->data;
+  deliver(io, sock == &io->sockets[0] ? 0 : 1, io->raw_cb, io->raw_ctx, buf, len, from);
+}
+
+static void on_recv_extra(hsp_udx_socket_t *sock, const uint8_t *buf, size_t len,
+                          const struct sockaddr *from) {
+  extra_socket_t *x = sock->data;
+  if (x->refs > 0) deliver(x->io, x->id, x->raw_cb, x->raw_ctx, buf, len, from);
 }
 
 static bool on_request(void *ctx, hsp_dht_node_t *node, const hsp_dht_incoming_t *req) {
@@ -196,27 +259,12 @@ static int bind_socket(hsp_dht_io_t *io, int which, const uint8_t host[4], uint1
   return err ? err - 100 : 0;
 }
 
-/* hsp_udx_deinit closes a handle embedded in io->udx without a callback: libuv finishes
- * that close in the closing phase of the next loop iteration (a handle closed during a
- * closing phase waits for the next one), so io is freed by an idle handle two iterations
- * later, when libuv no longer touches it. */
-typedef struct io_reaper {
-  uv_idle_t idle;
-  hsp_dht_io_t *io;
-  int turns;
-} io_reaper_t;
-
-static void reaper_closed(uv_handle_t *h) { free(h->data); }
-
-static void reap(uv_idle_t *c) {
-  io_reaper_t *r = c->data;
-  if (++r->turns < 2) return;
-  uv_idle_stop(&r->idle);
-  hsp_dht_io_t *io = r->io;
+/* io holds the udx instance's handle: it may only be freed once that closed too. */
+static void on_udx_closed(hsp_udx_t *udx) {
+  hsp_dht_io_t *io = udx->data;
   void (*cb)(void *) = io->close_cb;
   void *ctx = io->close_ctx;
   free(io);
-  uv_close((uv_handle_t *)&r->idle, reaper_closed);
   if (cb) cb(ctx);
 }
 
@@ -225,18 +273,21 @@ static void close_step(hsp_dht_io_t *io) {
   /* The node is destroyed here, from the loop, because hsp_dht_io_close may be called from
    * inside one of its callbacks. */
   if (io->node) hsp_dht_node_destroy(io->node);
+  io->node = NULL;
   hsp_dht_store_free(io->store);
-  hsp_udx_deinit(&io->udx);
-  io_reaper_t *r = malloc(sizeof *r);
-  if (!r) return; /* io leaks rather than being freed under libuv */
-  r->io = io;
-  r->turns = 0;
-  r->idle.data = r;
-  uv_idle_init(io->loop, &r->idle);
-  uv_idle_start(&r->idle, reap);
+  io->store = NULL;
+  hsp_udx_deinit_cb(&io->udx, on_udx_closed);
 }
 
 static void on_handle_closed(uv_handle_t *h) { close_step(h->data); }
+
+static void on_extra_closed(hsp_udx_socket_t *s) {
+  extra_socket_t *x = s->data;
+  hsp_dht_io_t *io = x->io;
+  io->extra[x->id] = NULL;
+  free(x);
+  if (io->closing) close_step(io);
+}
 static void on_socket_closed(hsp_udx_socket_t *s) { close_step(s->data); }
 
 int hsp_dht_io_create(hsp_dht_io_t **out, uv_loop_t *loop, const hsp_dht_io_opts_t *opts) {
@@ -297,8 +348,7 @@ int hsp_dht_io_create(hsp_dht_io_t **out, uv_loop_t *loop, const hsp_dht_io_opts
     io->store = NULL;
     io->closing = true;
     if (!bound) {
-      hsp_udx_deinit(&io->udx);
-      free(io);
+      hsp_udx_deinit_cb(&io->udx, on_udx_closed);
       return err;
     }
     /* Bound sockets close asynchronously; the last one frees io. */
@@ -325,12 +375,13 @@ hsp_dht_node_t *hsp_dht_io_node(hsp_dht_io_t *io) { return io->node; }
 hsp_dht_store_t *hsp_dht_io_store(hsp_dht_io_t *io) { return io->store; }
 hsp_udx_t *hsp_dht_io_udx(hsp_dht_io_t *io) { return &io->udx; }
 uv_loop_t *hsp_dht_io_loop(hsp_dht_io_t *io) { return io->loop; }
-hsp_udx_socket_t *hsp_dht_io_socket(hsp_dht_io_t *io, int which) { return &io->sockets[which]; }
+hsp_udx_socket_t *hsp_dht_io_socket(hsp_dht_io_t *io, int which) { return socket_of(io, which); }
 hsp_ipv4_addr_t hsp_dht_io_address(const hsp_dht_io_t *io) { return io->address; }
 uint64_t hsp_dht_io_now(const hsp_dht_io_t *io) { return io_now(io); }
 bool hsp_dht_io_ready(const hsp_dht_io_t *io) { return io->ready; }
 
 void hsp_dht_io_add_ticker(hsp_dht_io_t *io, hsp_dht_io_ticker_t *t) {
+  t->pass = io->pass; /* not run by a pass already under way */
   t->next = io->tickers;
   io->tickers = t;
 }
@@ -339,6 +390,7 @@ void hsp_dht_io_remove_ticker(hsp_dht_io_t *io, hsp_dht_io_ticker_t *t) {
   for (hsp_dht_io_ticker_t **p = &io->tickers; *p; p = &(*p)->next) {
     if (*p == t) {
       *p = t->next;
+      io->tickers_removed = true;
       return;
     }
   }
@@ -347,6 +399,143 @@ void hsp_dht_io_remove_ticker(hsp_dht_io_t *io, hsp_dht_io_ticker_t *t) {
 void hsp_dht_io_on_raw(hsp_dht_io_t *io, hsp_dht_io_raw_cb cb, void *ctx) {
   io->raw_cb = cb;
   io->raw_ctx = ctx;
+}
+
+int hsp_dht_io_socket_open(hsp_dht_io_t *io, hsp_dht_io_raw_cb raw, void *ctx) {
+  if (io->closing) return HSP_DHT_EDESTROYED;
+  /* Round-robin ids, so a late retry of a request from a closed socket id rarely finds a new
+   * socket under the same id. */
+  int id = -1;
+  for (int i = 0; i < HSP_DHT_IO_MAX_SOCKETS - 2; i++) {
+    int c = 2 + (io->next_extra + i) % (HSP_DHT_IO_MAX_SOCKETS - 2);
+    if (!io->extra[c]) {
+      id = c;
+      break;
+    }
+  }
+  if (id < 0) return HSP_DHT_ERANGE;
+  extra_socket_t *x = calloc(1, sizeof(*x));
+  if (!x) return HSP_DHT_ENOMEM;
+  int err = hsp_udx_socket_init(&io->udx, &x->sock);
+  if (err) {
+    free(x);
+    return err - 100;
+  }
+  x->sock.data = x;
+  x->io = io;
+  x->id = id;
+  x->refs = 1;
+  x->raw_cb = raw;
+  x->raw_ctx = ctx;
+  io->extra[id] = x;
+  io->next_extra = id - 1; /* next search starts after this id */
+  struct sockaddr_in sa;
+  hsp_ipv4_addr_t any = io->address;
+  any.port = 0;
+  to_sockaddr(&sa, &any);
+  err = hsp_udx_socket_bind(&x->sock, (const struct sockaddr *)&sa);
+  if (!err) err = hsp_udx_socket_recv_start(&x->sock, on_recv_extra);
+  if (err) {
+    x->refs = 0;
+    hsp_udx_socket_close(&x->sock, on_extra_closed);
+    return err - 100;
+  }
+  return id;
+}
+
+void hsp_dht_io_socket_ref(hsp_dht_io_t *io, int id) {
+  if (socket_of(io, id) && id >= 2) io->extra[id]->refs++;
+}
+
+void hsp_dht_io_socket_unref(hsp_dht_io_t *io, int id) {
+  if (id < 2 || !socket_of(io, id)) return;
+  extra_socket_t *x = io->extra[id];
+  if (--x->refs > 0) return;
+  x->raw_cb = NULL;
+  hsp_udx_socket_close(&x->sock, on_extra_closed);
+}
+
+void hsp_dht_io_socket_set_raw(hsp_dht_io_t *io, int id, hsp_dht_io_raw_cb raw, void *ctx) {
+  if (id < 2 || !socket_of(io, id)) return;
+  io->extra[id]->raw_cb = raw;
+  io->extra[id]->raw_ctx = ctx;
+}
+
+int hsp_dht_io_socket_id(hsp_dht_io_t *io, const hsp_udx_socket_t *s) {
+  if (s == &io->sockets[0]) return 0;
+  if (s == &io->sockets[1]) return 1;
+  for (int i = 2; i < HSP_DHT_IO_MAX_SOCKETS; i++)
+    if (io->extra[i] && &io->extra[i]->sock == s) return i;
+  return -1;
+}
+
+int hsp_dht_io_send_probe(hsp_dht_io_t *io, int id, const hsp_ipv4_addr_t *to, uint8_t ttl) {
+  hsp_udx_socket_t *s = socket_of(io, id);
+  if (!s) return HSP_DHT_EINVAL;
+  static const uint8_t probe[1] = {0};
+  int err = send_ttl(s, probe, 1, to, ttl);
+  return err ? err - 100 : 0;
+}
+
+size_t hsp_dht_io_relay_cache_get(hsp_dht_io_t *io, const uint8_t target[32],
+                                  hsp_ipv4_addr_t out[HSP_DHT_IO_CACHED_RELAYS]) {
+  for (size_t i = 0; i < HSP_DHT_IO_RELAY_CACHE; i++) {
+    relay_cache_entry_t *e = &io->relay_cache[i];
+    if (!e->used || memcmp(e->target, target, 32) != 0) continue;
+    e->used = ++io->relay_stamp;
+    memcpy(out, e->relays, e->n * sizeof(e->relays[0]));
+    return e->n;
+  }
+  return 0;
+}
+
+void hsp_dht_io_relay_cache_set(hsp_dht_io_t *io, const uint8_t target[32],
+                                const hsp_ipv4_addr_t *relays, size_t n) {
+  if (n > HSP_DHT_IO_CACHED_RELAYS) n = HSP_DHT_IO_CACHED_RELAYS;
+  relay_cache_entry_t *slot = NULL, *lru = &io->relay_cache[0];
+  for (size_t i = 0; i < HSP_DHT_IO_RELAY_CACHE && !slot; i++) {
+    relay_cache_entry_t *e = &io->relay_cache[i];
+    if (e->used && !memcmp(e->target, target, 32)) slot = e;
+    else if (e->used < lru->used) lru = e; /* least recently used (or empty) */
+  }
+  if (!n) {
+    if (slot) slot->used = 0;
+    return;
+  }
+  if (!slot) slot = lru;
+  memcpy(slot->target, target, 32);
+  memcpy(slot->relays, relays, n * sizeof(relays[0]));
+  slot->n = n;
+  slot->used = ++io->relay_stamp;
+}
+
+hsp_dht_punch_limit_t *hsp_dht_io_punch_limit(hsp_dht_io_t *io) { return &io->punch_limit; }
+
+size_t hsp_dht_io_local_addresses(hsp_dht_io_t *io, hsp_ipv4_addr_t *out, size_t max) {
+  size_t n = 0;
+  static const uint8_t any[4] = {0, 0, 0, 0}, loopback[4] = {127, 0, 0, 1};
+  if (!max) return 0;
+  if (memcmp(io->address.host, any, 4) != 0) {
+    out[0] = io->address;
+    return 1;
+  }
+  uv_interface_address_t *ifs = NULL;
+  int count = 0;
+  if (uv_interface_addresses(&ifs, &count) == 0) {
+    for (int i = 0; i < count && n < max; i++) {
+      if (ifs[i].is_internal || ifs[i].address.address4.sin_family != AF_INET) continue;
+      memcpy(out[n].host, &ifs[i].address.address4.sin_addr, 4);
+      out[n].port = io->address.port;
+      n++;
+    }
+    uv_free_interface_addresses(ifs, count);
+  }
+  if (n == 0) {
+    memcpy(out[0].host, loopback, 4);
+    out[0].port = io->address.port;
+    n = 1;
+  }
+  return n;
 }
 
 void hsp_dht_io_on_request(hsp_dht_io_t *io,
@@ -362,6 +551,16 @@ void hsp_dht_io_close(hsp_dht_io_t *io, void (*cb)(void *), void *ctx) {
   io->close_cb = cb;
   io->close_ctx = ctx;
   io->pending_closes = 4;
+  for (int i = 2; i < HSP_DHT_IO_MAX_SOCKETS; i++) {
+    extra_socket_t *x = io->extra[i];
+    if (!x) continue;
+    io->pending_closes++;
+    if (x->refs > 0) { /* not closing yet: close it now */
+      x->refs = 0;
+      x->raw_cb = NULL;
+      hsp_udx_socket_close(&x->sock, on_extra_closed);
+    }
+  }
   uv_timer_stop(&io->timer);
   uv_prepare_stop(&io->prepare);
   uv_close((uv_handle_t *)&io->timer, on_handle_closed);

@@ -15,8 +15,14 @@ const char *hsp_dht_conn_strerror(int err) {
   case HSP_DHT_CONN_ENOTFOUND: return "peer not found (no DHT node has a route to it)";
   case HSP_DHT_CONN_EFAILED: return "peer connection failed (no handshake reply)";
   case HSP_DHT_CONN_ESERVER: return "server error or incompatible handshake reply";
-  case HSP_DHT_CONN_ECANNOTPUNCH: return "connection needs holepunching (not implemented)";
+  case HSP_DHT_CONN_ECANNOTPUNCH: return "server cannot be holepunched (no relays)";
   case HSP_DHT_CONN_ETIMEDOUT: return "connection timed out";
+  case HSP_DHT_CONN_EPUNCHABORTED: return "holepunch aborted";
+  case HSP_DHT_CONN_EPROBETIMEOUT: return "holepunch probe timed out (NAT not classified)";
+  case HSP_DHT_CONN_EDOUBLERANDOM: return "both peers are behind randomizing NATs (cannot holepunch)";
+  case HSP_DHT_CONN_EREMOTEABORTED: return "the server aborted the holepunch";
+  case HSP_DHT_CONN_ENOTPUNCHABLE: return "the NATs cannot be holepunched";
+  case HSP_DHT_CONN_ERELAYABORTED: return "blind relay pairing failed";
   }
   if (err <= -100) return hsp_udx_strerror(err + 100);
   if (err <= -20) return hsp_crypto_strerror(err + 20);
@@ -139,11 +145,13 @@ static void on_close(hsp_udx_stream_t *s, int status) {
   hsp_dht_conn_t *c = s->data;
   int ss_err = c->ss_init ? hsp_ss_error(&c->ss) : 0;
   if (c->ticking) hsp_dht_io_remove_ticker(c->io, &c->ticker);
+  if (c->socket_held) hsp_dht_io_socket_unref(c->io, c->socket_id);
   if (c->ss_init) hsp_ss_destroy(&c->ss);
   free_held(c);
   hsp_crypto_wipe(&c->keys, sizeof(c->keys));
   int st = status ? status - 100 : (ss_err && ss_err != HSP_CRYPTO_EDESTROYED ? ss_err - 20 : 0);
   if (c->on_close) c->on_close(c, st);
+  if (c->on_free) c->on_free(c->on_free_ctx); /* e.g. the blind relay carrying it */
   free(c);
 }
 
@@ -169,6 +177,9 @@ int hsp_dht__conn_start(hsp_dht_conn_t *c, int socket, const hsp_ipv4_addr_t *to
   int err = hsp_udx_stream_connect(&c->stream, hsp_dht_io_socket(c->io, socket), remote_id,
                                    (const struct sockaddr *)&sa);
   if (err) return err - 100;
+  c->socket_id = socket;
+  c->socket_held = true;
+  hsp_dht_io_socket_ref(c->io, socket);
   c->keys = *keys;
   hsp_ss_config_t cfg = {.is_initiator = keys->is_initiator,
                          .handshake = &c->keys,
@@ -260,4 +271,12 @@ void hsp_dht_conn_destroy(hsp_dht_conn_t *c) { hsp_udx_stream_destroy(&c->stream
 
 const uint8_t *hsp_dht_conn_remote_public_key(const hsp_dht_conn_t *c) {
   return c->keys.remote_public_key;
+}
+
+bool hsp_dht_conn_remote_address(const hsp_dht_conn_t *c, hsp_ipv4_addr_t *out) {
+  if (!c->started || c->stream.remote_addr.ss_family != AF_INET) return false;
+  const struct sockaddr_in *sa = (const struct sockaddr_in *)&c->stream.remote_addr;
+  memcpy(out->host, &sa->sin_addr, 4);
+  out->port = ntohs(sa->sin_port);
+  return true;
 }

@@ -6,9 +6,11 @@
  *
  * hsp_dht_connect (client side): FIND_PEER for H(public key), PEER_HANDSHAKE through the
  * first node with a route, then a direct UDX connect when the server is reachable (OPEN), or
- * when both peers share a host (the reference's LAN shortcut, without its PING probe). The
- * holepunch rounds (PEER_HOLEPUNCH) and the blind relay are NOT implemented: such connects
- * fail with HSP_DHT_CONN_ECANNOTPUNCH.
+ * when both peers share a host (the reference's LAN shortcut, without its PING probe), else
+ * the PEER_HOLEPUNCH rounds from a pool socket (probe round, punch round, then the punch.h
+ * schedule; hyperdht.md §4.4) and a connect over the punched path. The blind relay is NOT
+ * implemented: two randomizing NATs fail with HSP_DHT_CONN_EDOUBLERANDOM or
+ * HSP_DHT_CONN_EREMOTEABORTED (the server refuses), as the reference without relayThrough.
  */
 #ifndef HSP_DHT_HYPER_CONN_H
 #define HSP_DHT_HYPER_CONN_H
@@ -24,8 +26,14 @@ enum hsp_dht_conn_error {
   HSP_DHT_CONN_ENOTFOUND = -41,      /* PEER_NOT_FOUND: no node had a route */
   HSP_DHT_CONN_EFAILED = -42,        /* PEER_CONNECTION_FAILED: no handshake reply */
   HSP_DHT_CONN_ESERVER = -43,        /* SERVER_ERROR / SERVER_INCOMPATIBLE / bad reply */
-  HSP_DHT_CONN_ECANNOTPUNCH = -44,   /* needs holepunching, which this build lacks */
+  HSP_DHT_CONN_ECANNOTPUNCH = -44,   /* CANNOT_HOLEPUNCH: the server gave no relays */
   HSP_DHT_CONN_ETIMEDOUT = -45,
+  HSP_DHT_CONN_EPUNCHABORTED = -46,  /* HOLEPUNCH_ABORTED: punching ran out, or was refused */
+  HSP_DHT_CONN_EPROBETIMEOUT = -47,  /* HOLEPUNCH_PROBE_TIMEOUT: a NAT stayed unclassified */
+  HSP_DHT_CONN_EDOUBLERANDOM = -48,  /* HOLEPUNCH_DOUBLE_RANDOMIZED_NATS */
+  HSP_DHT_CONN_EREMOTEABORTED = -49, /* REMOTE_ABORTED / REMOTE_NOT_HOLEPUNCHING */
+  HSP_DHT_CONN_ENOTPUNCHABLE = -50,  /* REMOTE_NOT_HOLEPUNCHABLE */
+  HSP_DHT_CONN_ERELAYABORTED = -51,  /* RELAY_ABORTED: blind relay pairing failed */
 };
 const char *hsp_dht_conn_strerror(int err);
 
@@ -58,10 +66,24 @@ size_t hsp_dht_conn_read_queue_size(const hsp_dht_conn_t *c);
 int hsp_dht_conn_end(hsp_dht_conn_t *c);
 void hsp_dht_conn_destroy(hsp_dht_conn_t *c);
 const uint8_t *hsp_dht_conn_remote_public_key(const hsp_dht_conn_t *c);
+/* Where the stream's packets go: the peer (direct or holepunched path). False before start. */
+bool hsp_dht_conn_remote_address(const hsp_dht_conn_t *c, hsp_ipv4_addr_t *out);
 
 /* cb gets an open connection (set its callbacks inside cb) or an error. */
 typedef void (*hsp_dht_connect_cb)(void *ctx, hsp_dht_conn_t *conn, int err);
 int hsp_dht_connect(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
                     const uint8_t remote_public_key[32], hsp_dht_connect_cb cb, void *ctx);
+typedef struct hsp_dht_connect_opts {
+  /* connect.js localConnection (default true): share our LAN addresses and, when the server
+   * shares our public host, try its LAN address first. false forces the holepunch path. */
+  bool local_connection;
+  /* connect.js relayThrough: the public key (32 bytes) of a blind relay server to pair
+   * through while punching (NULL = none; a server's own relayThrough wins). The connection
+   * then opens relayed when no direct path is found (it is not upgraded later). */
+  const uint8_t *relay_through;
+} hsp_dht_connect_opts_t;
+int hsp_dht_connect_with(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
+                         const uint8_t remote_public_key[32], const hsp_dht_connect_opts_t *opts,
+                         hsp_dht_connect_cb cb, void *ctx);
 
 #endif

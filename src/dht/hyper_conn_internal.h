@@ -11,6 +11,10 @@ struct hsp_dht_conn {
   hsp_dht_io_ticker_t ticker;
   hsp_noise_result_t keys;
   bool started, ticking, ss_init;
+  bool socket_held; /* connected on socket_id, which it references (pool sockets) */
+  void (*on_free)(void *ctx); /* runs when the connection is freed */
+  void *on_free_ctx;
+  int socket_id;
   hsp_dht_conn_read_cb on_read;
   hsp_dht_conn_close_cb on_close;
   void *user;

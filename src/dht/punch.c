@@ -163,3 +163,49 @@ int hsp_dht_match_address(const hsp_ipv4_addr_t *local, size_t nlocal,
   }
   return best;
 }
+
+bool hsp_dht_ip_private(const uint8_t h[4]) {
+  return h[0] == 10 || (h[0] == 100 && h[1] >= 64 && h[1] <= 127) || h[0] == 127 ||
+         (h[0] == 169 && h[1] == 254) || (h[0] == 172 && h[1] >= 16 && h[1] <= 31) ||
+         (h[0] == 192 && h[1] == 168);
+}
+
+bool hsp_dht_ip_reserved(const uint8_t h[4]) {
+  return h[0] == 0 || (h[0] == 192 && h[1] == 0 && (h[2] == 0 || h[2] == 2)) ||
+         (h[0] == 198 && (h[1] == 18 || h[1] == 19)) ||
+         (h[0] == 198 && h[1] == 51 && h[2] == 100) || (h[0] == 203 && h[1] == 0 && h[2] == 113) ||
+         h[0] >= 224;
+}
+
+bool hsp_dht_ip_bogon(const uint8_t h[4]) { return hsp_dht_ip_private(h) || hsp_dht_ip_reserved(h); }
+
+int hsp_dht_probe_verdict(int local, int remote, bool have_token, bool may_retry) {
+  if ((remote == FW_UNKNOWN || !have_token) && may_retry) return HSP_DHT_PROBE_AGAIN;
+  if (remote == FW_UNKNOWN || local == FW_UNKNOWN) return HSP_DHT_PROBE_ABORT_TIMEOUT;
+  if (remote >= FW_RANDOM && local >= FW_RANDOM) return HSP_DHT_PROBE_ABORT_RANDOM;
+  return HSP_DHT_PROBE_PUNCH;
+}
+
+bool hsp_dht_punch_is_random(int local, int remote) {
+  return local >= FW_RANDOM || remote >= FW_RANDOM;
+}
+
+int hsp_dht_serve_verdict(int local, int remote, bool remote_punching, bool random_allowed) {
+  bool unstable = local == FW_UNKNOWN || (local >= FW_RANDOM && remote >= FW_RANDOM);
+  if (!remote_punching) return unstable ? HSP_DHT_SERVE_ABORT : HSP_DHT_SERVE_REPLY;
+  if (hsp_dht_punch_is_random(local, remote) && !random_allowed) return HSP_DHT_SERVE_TRY_LATER;
+  return HSP_DHT_SERVE_PUNCH;
+}
+
+bool hsp_dht_punch_limit_allowed(const hsp_dht_punch_limit_t *l, uint64_t now) {
+  if (l->active >= 1) return false;
+  return !l->ended_once || now - l->last_end >= HSP_DHT_RANDOM_PUNCH_INTERVAL_MS;
+}
+
+void hsp_dht_punch_limit_begin(hsp_dht_punch_limit_t *l) { l->active++; }
+
+void hsp_dht_punch_limit_end(hsp_dht_punch_limit_t *l, uint64_t now) {
+  if (l->active > 0) l->active--;
+  l->ended_once = true;
+  l->last_end = now;
+}

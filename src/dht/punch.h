@@ -78,6 +78,48 @@ bool hsp_dht_punch_next(hsp_dht_punch_t *p, uint64_t now, hsp_dht_punch_action_t
 /* Connected (or aborted): no more actions. */
 void hsp_dht_punch_stop(hsp_dht_punch_t *p);
 
+/* connect.js probeRound, after the probe reply and our NAT analysis: punch, probe once more
+ * (remote NAT still UNKNOWN or no relay token yet, and a retry left), or abort. */
+enum hsp_dht_probe_verdict {
+  HSP_DHT_PROBE_PUNCH = 1,
+  HSP_DHT_PROBE_AGAIN,
+  HSP_DHT_PROBE_ABORT_TIMEOUT, /* HOLEPUNCH_PROBE_TIMEOUT: a NAT is still UNKNOWN */
+  HSP_DHT_PROBE_ABORT_RANDOM,  /* HOLEPUNCH_DOUBLE_RANDOMIZED_NATS */
+};
+int hsp_dht_probe_verdict(int local_firewall, int remote_firewall, bool have_token,
+                          bool may_retry);
+
+/* server.js _onpeerholepunch, after our NAT analysis: what to answer. */
+enum hsp_dht_serve_verdict {
+  HSP_DHT_SERVE_REPLY = 1,  /* answer with our NAT view */
+  HSP_DHT_SERVE_PUNCH,      /* the client punches: start punching, then answer */
+  HSP_DHT_SERVE_ABORT,      /* unstable NAT and the client is not punching */
+  HSP_DHT_SERVE_TRY_LATER,  /* a random punch would exceed the rate limit */
+};
+int hsp_dht_serve_verdict(int local_firewall, int remote_firewall, bool remote_punching,
+                          bool random_punch_allowed);
+
+/* Random punches per DHT instance (hyperdht index.js randomPunchLimit / randomPunchInterval):
+ * at most 1 at a time, and 20 s from the end of one to the start of the next. */
+#define HSP_DHT_RANDOM_PUNCH_INTERVAL_MS 20000
+typedef struct hsp_dht_punch_limit {
+  int active;
+  bool ended_once;
+  uint64_t last_end;
+} hsp_dht_punch_limit_t;
+bool hsp_dht_punch_limit_allowed(const hsp_dht_punch_limit_t *l, uint64_t now);
+void hsp_dht_punch_limit_begin(hsp_dht_punch_limit_t *l);
+void hsp_dht_punch_limit_end(hsp_dht_punch_limit_t *l, uint64_t now);
+/* Whether a punch between these NATs counts as random (either side RANDOM). */
+bool hsp_dht_punch_is_random(int local_firewall, int remote_firewall);
+
+/* The npm `bogon` classes hyperdht uses: private = 10/8, 100.64/10, 127/8, 169.254/16,
+ * 172.16/12, 192.168/16; reserved = 0/8, 192.0.0/24, the TEST-NETs (192.0.2/24,
+ * 198.51.100/24, 203.0.113/24), 198.18/15, multicast and above. bogon = either. */
+bool hsp_dht_ip_private(const uint8_t host[4]);
+bool hsp_dht_ip_reserved(const uint8_t host[4]);
+bool hsp_dht_ip_bogon(const uint8_t host[4]);
+
 /* holepuncher.js matchAddress: the remote LAN address sharing the longest prefix (/24, then
  * /16, then /8) with one of ours; -1 when none shares even the first byte. */
 int hsp_dht_match_address(const hsp_ipv4_addr_t *local, size_t nlocal,

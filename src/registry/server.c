@@ -369,10 +369,13 @@ int hsp_reg_server_handle(hsp_reg_server_t *srv, uint64_t conn, const uint8_t *b
     break;
   case HSP_REG_MSG_SYNC:
   case HSP_REG_MSG_WATCH: {
-    /* a client ahead of us holds a history we do not: tell it, do not leave a gap */
-    uint64_t head;
+    /* a client ahead of us holds a history we do not, and one behind our compacted base
+     * needs entries we no longer have: tell it (it takes a SNAPSHOT), do not leave a gap
+     * and do not register a watch that could only ever fail */
+    uint64_t head, base;
     hsp_store_head(srv->cfg.store, &head, NULL);
-    if (m.seq > head) {
+    hsp_store_base(srv->cfg.store, &base, NULL);
+    if (m.seq > head || m.seq < base) {
       err = send_error(srv, conn, m.id, HSP_REG_ECHAIN);
       break;
     }

@@ -440,14 +440,22 @@ int hsp_udx_init(uv_loop_t *loop, hsp_udx_t *udx) {
   return 0;
 }
 
-void hsp_udx_deinit(hsp_udx_t *udx) {
+static void on_prepare_closed(uv_handle_t *h) {
+  hsp_udx_t *udx = h->data;
+  if (udx->deinit_cb) udx->deinit_cb(udx);
+}
+
+void hsp_udx_deinit_cb(hsp_udx_t *udx, void (*cb)(hsp_udx_t *udx)) {
   linger_drop(udx, NULL);
   free(udx->buckets);
   udx->buckets = NULL;
   hsp_udx__pool_free(udx);
   /* The loop must run once more to finish closing this handle before udx is freed. */
-  uv_close((uv_handle_t *)&udx->prepare, NULL);
+  udx->deinit_cb = cb;
+  uv_close((uv_handle_t *)&udx->prepare, on_prepare_closed);
 }
+
+void hsp_udx_deinit(hsp_udx_t *udx) { hsp_udx_deinit_cb(udx, NULL); }
 
 /* ---------- socket ---------- */
 

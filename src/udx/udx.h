@@ -109,6 +109,7 @@ struct hsp_udx {
   struct hsp_udx_pkt *free_pkts; /* packet pool shared by all streams of the instance */
   size_t free_count;
   void *lingers; /* recently closed streams still re-ACKing their peer's END (socket.c) */
+  void (*deinit_cb)(hsp_udx_t *udx);
 };
 
 struct hsp_udx_socket {
@@ -271,8 +272,11 @@ struct hsp_udx_stream {
 
 /* ---- instance ---- */
 int hsp_udx_init(uv_loop_t *loop, hsp_udx_t *udx);
-/* Frees the instance's tables; every socket and stream must have been closed. */
+/* Frees the instance's tables; every socket and stream must have been closed. The instance
+ * owns a libuv handle that finishes closing on the next loop iteration: with plain deinit
+ * the memory of *udx must stay valid until then; deinit_cb calls cb once it may be freed. */
 void hsp_udx_deinit(hsp_udx_t *udx);
+void hsp_udx_deinit_cb(hsp_udx_t *udx, void (*cb)(hsp_udx_t *udx));
 
 /* ---- socket ---- */
 int hsp_udx_socket_init(hsp_udx_t *udx, hsp_udx_socket_t *sock);

@@ -121,5 +121,50 @@ int main(void) {
   CHECK_EQ_INT(hsp_dht_match_address(local, 1, r8, 2), 1);
   CHECK_EQ_INT(hsp_dht_match_address(local, 1, r8, 1), -1);
   CHECK_EQ_INT(hsp_dht_match_address(local, 1, remote, 0), -1);
+  /* probeRound verdicts (firewall 0 UNKNOWN, 1 OPEN, 2 CONSISTENT, 3 RANDOM). */
+  CHECK_EQ_INT(hsp_dht_probe_verdict(2, 0, true, true), HSP_DHT_PROBE_AGAIN);
+  CHECK_EQ_INT(hsp_dht_probe_verdict(2, 2, false, true), HSP_DHT_PROBE_AGAIN);
+  CHECK_EQ_INT(hsp_dht_probe_verdict(2, 2, false, false), HSP_DHT_PROBE_PUNCH);
+  CHECK_EQ_INT(hsp_dht_probe_verdict(2, 0, true, false), HSP_DHT_PROBE_ABORT_TIMEOUT);
+  CHECK_EQ_INT(hsp_dht_probe_verdict(0, 2, true, true), HSP_DHT_PROBE_ABORT_TIMEOUT);
+  CHECK_EQ_INT(hsp_dht_probe_verdict(3, 3, true, true), HSP_DHT_PROBE_ABORT_RANDOM);
+  CHECK_EQ_INT(hsp_dht_probe_verdict(3, 2, true, true), HSP_DHT_PROBE_PUNCH);
+  CHECK_EQ_INT(hsp_dht_probe_verdict(1, 3, true, false), HSP_DHT_PROBE_PUNCH);
+
+  /* _onpeerholepunch verdicts: probe rounds are answered unless our NAT is unstable; a punch
+   * request starts punching unless a random punch is rate-limited. */
+  CHECK_EQ_INT(hsp_dht_serve_verdict(2, 0, false, true), HSP_DHT_SERVE_REPLY);
+  CHECK_EQ_INT(hsp_dht_serve_verdict(0, 2, false, true), HSP_DHT_SERVE_ABORT);
+  CHECK_EQ_INT(hsp_dht_serve_verdict(3, 3, false, true), HSP_DHT_SERVE_ABORT);
+  CHECK_EQ_INT(hsp_dht_serve_verdict(3, 0, false, true), HSP_DHT_SERVE_REPLY);
+  CHECK_EQ_INT(hsp_dht_serve_verdict(2, 2, true, false), HSP_DHT_SERVE_PUNCH);
+  CHECK_EQ_INT(hsp_dht_serve_verdict(3, 2, true, true), HSP_DHT_SERVE_PUNCH);
+  CHECK_EQ_INT(hsp_dht_serve_verdict(3, 2, true, false), HSP_DHT_SERVE_TRY_LATER);
+  CHECK_EQ_INT(hsp_dht_serve_verdict(2, 3, true, false), HSP_DHT_SERVE_TRY_LATER);
+  CHECK(hsp_dht_punch_is_random(2, 3) && hsp_dht_punch_is_random(3, 1) &&
+        !hsp_dht_punch_is_random(1, 2));
+
+  /* Random punch limit on a simulated clock: one at a time, then 20 s of quiet. */
+  hsp_dht_punch_limit_t lim = {0};
+  CHECK(hsp_dht_punch_limit_allowed(&lim, 0));
+  hsp_dht_punch_limit_begin(&lim);
+  CHECK(!hsp_dht_punch_limit_allowed(&lim, 5000));
+  hsp_dht_punch_limit_end(&lim, 7000);
+  CHECK(!hsp_dht_punch_limit_allowed(&lim, 7000));
+  CHECK(!hsp_dht_punch_limit_allowed(&lim, 26999));
+  CHECK(hsp_dht_punch_limit_allowed(&lim, 27000));
+  hsp_dht_punch_limit_end(&lim, 30000); /* an extra end never goes negative */
+  CHECK_EQ_INT(lim.active, 0);
+
+  /* bogon classes as npm bogon: private vs reserved. */
+  const uint8_t lo[4] = {127, 0, 0, 1}, cgn[4] = {100, 64, 1, 1}, lan[4] = {192, 168, 1, 2},
+                tn3[4] = {203, 0, 113, 101}, pub[4] = {88, 99, 3, 86}, mc[4] = {224, 0, 0, 1},
+                p172[4] = {172, 31, 0, 1}, n172[4] = {172, 32, 0, 1};
+  CHECK(hsp_dht_ip_private(lo) && hsp_dht_ip_private(cgn) && hsp_dht_ip_private(lan) &&
+        hsp_dht_ip_private(p172));
+  CHECK(!hsp_dht_ip_private(n172) && !hsp_dht_ip_private(tn3) && !hsp_dht_ip_private(pub));
+  CHECK(hsp_dht_ip_reserved(tn3) && hsp_dht_ip_reserved(mc) && !hsp_dht_ip_reserved(lan));
+  CHECK(hsp_dht_ip_bogon(tn3) && hsp_dht_ip_bogon(lo) && !hsp_dht_ip_bogon(pub) &&
+        !hsp_dht_ip_bogon(n172));
   return check_summary("dht_punch");
 }

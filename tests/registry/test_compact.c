@@ -248,6 +248,17 @@ static void free_recs(recs_t *c) {
   c->n = 0;
 }
 
+typedef struct snap {
+  hsp_reg_instance_t *all;
+  size_t n, i;
+} snap_t;
+static int snap_next(void *ud, hsp_reg_instance_t *out) {
+  snap_t *sn = ud;
+  if (sn->i == sn->n) return 0;
+  *out = sn->all[sn->i++];
+  return 1;
+}
+
 static void test_follower(void) {
   hsp_store_t *st, *f;
   CHECK_EQ_INT(hsp_store_open(&st, ":memory:", reg_sk), 0);
@@ -274,11 +285,36 @@ static void test_follower(void) {
   CHECK_EQ_INT(hsp_store_verify(f), 0);
   CHECK_EQ_INT(hsp_store_verify(st), 0);
   CHECK(same_lists(st, f));
-  /* a fresh follower is behind the leader's base */
+  /* a fresh follower is behind the leader's base: it installs a snapshot (which becomes its
+   * checkpoint), follows from there, compacts, and verifies by replay over the checkpoint */
   hsp_store_t *g;
   CHECK_EQ_INT(hsp_store_open_follower(&g, ":memory:", reg_pk), 0);
+  hsp_store_set_retention(g, 10);
   CHECK_EQ_INT(hsp_store_entries_after(st, 0, 0, collect_recs_cb, &c), HSP_REG_ECHAIN);
   CHECK_EQ_INT(c.n, 0);
+  snap_t sn = {0};
+  CHECK_EQ_INT(hsp_store_list(st, &sn.all, &sn.n), 0);
+  uint64_t lseq;
+  uint8_t lhash[32];
+  hsp_store_head(st, &lseq, lhash);
+  CHECK_EQ_INT(hsp_store_install_snapshot(g, lseq, lhash, snap_next, &sn), 0);
+  free(sn.all);
+  CHECK_EQ_INT(hsp_store_verify(g), 0);
+  for (int i = 0; i < 50; i++) {
+    hsp_reg_instance_t in = inst(i % 10);
+    now += 5;
+    CHECK_EQ_INT(hsp_store_renew(st, in.key, 15000, NULL, now, NULL), 0);
+    uint64_t gseq;
+    hsp_store_head(g, &gseq, NULL);
+    CHECK_EQ_INT(hsp_store_entries_after(st, gseq, 0, collect_recs_cb, &c), 0);
+    CHECK_EQ_INT(hsp_store_follow(g, c.r, c.n, NULL), 0);
+    free_recs(&c);
+  }
+  uint64_t gbase;
+  hsp_store_base(g, &gbase, NULL);
+  CHECK(gbase > lseq); /* compacted past the snapshot */
+  CHECK_EQ_INT(hsp_store_verify(g), 0);
+  CHECK(same_lists(st, g));
   hsp_store_close(g);
   hsp_store_close(f);
   hsp_store_close(st);
@@ -394,6 +430,35 @@ static void test_replica_behind(void) {
   CHECK_EQ_INT(got.renewed_ms, want.renewed_ms);
   printf("replica behind the compaction point (base %llu) recovered via snapshot at %llu\n",
          (unsigned long long)base, (unsigned long long)head);
+
+  /* A refused WATCH leaves no watch behind (it would fail on every change); the
+   * registered watchers get the pushes of the next changes (every lease expires). */
+  hsp_reg_replica_t *fresh;
+  CHECK_EQ_INT(hsp_reg_replica_open(&fresh, ":memory:", reg_pk), 0);
+  CHECK_EQ_INT(request(srv, fresh, 4, false, now), HSP_REG_ECHAIN);
+  clear_outbox();
+  CHECK_EQ_INT(hsp_reg_server_tick(srv, now + 60000), 0);
+  size_t to_fresh = 0, to_behind = 0;
+  for (size_t i = 0; i < nout; i++) {
+    to_fresh += outbox[i].conn == 4;
+    to_behind += outbox[i].conn == 2;
+  }
+  CHECK_EQ_INT(to_fresh, 0);
+  CHECK(to_behind > 0);
+  sent_t keep[64];
+  size_t nkeep = nout;
+  memcpy(keep, outbox, nout * sizeof *keep);
+  nout = 0;
+  for (size_t i = 0; i < nkeep; i++)
+    if (keep[i].conn == 3) capture(NULL, 3, keep[i].buf, keep[i].len);
+  CHECK_EQ_INT(deliver(close_by, 3), LIVE - 1);
+  for (size_t i = 0; i < nkeep; i++)
+    if (keep[i].conn == 2) capture(NULL, 2, keep[i].buf, keep[i].len);
+  CHECK_EQ_INT(deliver(behind, 2), LIVE - 1);
+  for (size_t i = 0; i < nkeep; i++) free(keep[i].buf);
+  CHECK_EQ_INT(hsp_reg_replica_count(behind), 0);
+  CHECK_EQ_INT(hsp_reg_replica_count(close_by), 0);
+  hsp_reg_replica_close(fresh);
   hsp_reg_replica_close(behind);
   hsp_reg_replica_close(close_by);
   hsp_reg_server_free(srv);
