@@ -69,13 +69,9 @@ static void announce_choice(hsp_agent_proxy_t *p) {
   char key[65], json[HSP_REG_INSTANCE_JSON_MAX];
   hsp_hex_encode(key, best.key, 32);
   size_t at = (size_t)snprintf(json, sizeof json,
-                               "{\"id\":\"%s\",\"remotePublicKey\":\"%s\",\"meta\":{\"role\":", key, key);
-  at = hsp_json_string(json, sizeof json, at, best.name);
-  at += (size_t)snprintf(json + at, sizeof json - at, ",\"version\":");
-  at = hsp_json_string(json, sizeof json, at, best.version);
-  at += (size_t)snprintf(json + at, sizeof json - at, ",\"tags\":");
-  at = hsp_json_string(json, sizeof json, at, best.tags);
-  snprintf(json + at, sizeof json - at, "}}");
+                               "{\"id\":\"%s\",\"remotePublicKey\":\"%s\",\"meta\":{", key, key);
+  at = hsp_reg_role_json(json, sizeof json, at, &best);
+  if (at < sizeof json) snprintf(json + at, sizeof json - at, "}}");
   fprintf(p->cfg.out, "found service %s\nproxy from %d to p2p service %s\n", json, p->cfg.port, key);
   fflush(p->cfg.out);
 }

@@ -92,9 +92,26 @@ free_port() { # a TCP port nobody listens on (bound by the kernel, then released
   wait_for "$T/fp.out" listening; kill $fp; wait $fp 2>/dev/null
   sed -n 's/^listening //p' "$T/fp.out"
 }
-proxy() { # proxy NAME RANGE: $PPORT its port
-  PPORT=$(free_port)
-  start "$1" "$BIN" proxy --port "$PPORT" --role "web@$2" --registryPublicKey "$KEY" $NET --storage "$T/proxy-$1"
+# start_proxy NAME ROLE STORAGE [ARGS...]: a proxy on a free port ($PPORT, $last). The
+# port is free when chosen but another test may take it first: then choose again.
+start_proxy() {
+  n=$1 role=$2 st=$3; shift 3
+  tries=0
+  while :; do
+    PPORT=$(free_port)
+    start "$n" "$BIN" proxy --port "$PPORT" --role "$role" $NET --storage "$st" "$@"
+    i=0
+    until grep -q '^connecting to registry' "$T/$n.out" 2>/dev/null; do
+      if grep -q 'cannot listen' "$T/$n.err" 2>/dev/null; then break; fi
+      i=$((i + 1)); [ $i -le 300 ] || fail "proxy $n did not start"
+      sleep 0.1
+    done
+    grep -q '^connecting to registry' "$T/$n.out" && return 0
+    tries=$((tries + 1)); [ $tries -lt 5 ] || fail "proxy $n: no free port"
+  done
+}
+proxy() { # proxy NAME RANGE: a proxy of web@RANGE; $PPORT its port
+  start_proxy "$1" "web@$2" "$T/proxy-$1" --registryPublicKey "$KEY"
   eval "${1}_pid=$last ${1}_port=$PPORT"
   wait_for "$T/$1.out" "^proxy from $PPORT to p2p service" 60
 }
@@ -124,8 +141,7 @@ seed)
   service db "$HPORT" couchdb@3.2.2
   grep -q "^connecting to registry $KEY" "$T/db.out" || fail "service did not say which registry"
   grep -q '"role":"couchdb","version":"3.2.2","tags":' "$T/db.out" || fail "registered service line"
-  PPORT=$(free_port)
-  start px "$BIN" proxy --port "$PPORT" --role couchdb@3.x $NET --storage "$T/proxy"
+  start_proxy px couchdb@3.x "$T/proxy"
   px=$last
   wait_for "$T/px.out" "^proxy from $PPORT to p2p service $db_key"
   for line in "connecting to registry" "connected to registry"; do
@@ -212,8 +228,7 @@ durability)
   t1=$(date +%s%N)
   [ "$(wc -l <"$T/load2.out")" -eq 1000 ] || fail "second load: not all acknowledged"
   echo "ok: 1000 registrations in flight at once, all acknowledged in $(( (t1 - t0) / 1000000 )) ms (including the DHT connect)"
-  PPORT=$(free_port)
-  start px "$BIN" proxy --port "$PPORT" --role 'load@*' --registryPublicKey "$KEY" $NET --storage "$T/proxy"
+  start_proxy px 'load@*' "$T/proxy" --registryPublicKey "$KEY"
   px=$last
   wait_for "$T/px.out" "^proxy from $PPORT to p2p service" 60
   echo "ok: a fresh proxy took a snapshot of $((acked + 1000)) instances"
@@ -262,8 +277,7 @@ badinput)
 farbehind)
   registry
   "$LOAD" register "$KEY" "$BOOT" 10 3600000 >/dev/null 2>"$T/load0.err" || fail "first load"
-  PPORT=$(free_port)
-  start px "$BIN" proxy --port "$PPORT" --role 'load@*' --registryPublicKey "$KEY" $NET --storage "$T/proxy-px"
+  start_proxy px 'load@*' "$T/proxy-px" --registryPublicKey "$KEY"
   wait_for "$T/px.out" "^proxy from $PPORT to p2p service"
   stop "$last"
   t0=$(date +%s%N)
