@@ -253,6 +253,15 @@ int hsp_agent_bridge_connect(hsp_agent_bridge_t *b, const struct sockaddr *addr)
   return uv_tcp_connect(&b->connect_req, &b->tcp, addr, on_tcp_connect);
 }
 
+void hsp_agent_bridge_attach_first(hsp_agent_bridge_t *b, hsp_dht_conn_t *conn,
+                                   const uint8_t *first, size_t len) {
+  if (first && len && !b->closing) {
+    hsp_dht_conn_set_callbacks(conn, dht_read, dht_close, b);
+    dht_read(conn, first, (ssize_t)len); /* held until the TCP end is connected */
+  }
+  hsp_agent_bridge_attach(b, conn);
+}
+
 void hsp_agent_bridge_attach(hsp_agent_bridge_t *b, hsp_dht_conn_t *conn) {
   b->conn = conn;
   hsp_dht_conn_set_callbacks(conn, dht_read, dht_close, b);

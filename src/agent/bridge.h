@@ -33,6 +33,9 @@ void hsp_agent_bridge_tcp_ready(hsp_agent_bridge_t *b);
 int hsp_agent_bridge_connect(hsp_agent_bridge_t *b, const struct sockaddr *addr);
 /* Attaches the HyperDHT end (the bridge takes it over). */
 void hsp_agent_bridge_attach(hsp_agent_bridge_t *b, hsp_dht_conn_t *conn);
+/* Same, with a first message already read from conn (first may be NULL). */
+void hsp_agent_bridge_attach_first(hsp_agent_bridge_t *b, hsp_dht_conn_t *conn,
+                                   const uint8_t *first, size_t len);
 /* Tears both ends down. */
 void hsp_agent_bridge_close(hsp_agent_bridge_t *b);
 

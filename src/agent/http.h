@@ -275,11 +275,15 @@ typedef struct hsp_http_response_opts {
   bool close;   /* the gateway closes the client connection after this response */
   bool chunked; /* the upstream body runs until close: re-frame it chunked for the client */
   bool upgrade; /* a 101 being passed on: keep Upgrade, send "Connection: upgrade" */
+  bool identity; /* an HTTP/1.0 client: the body goes unframed until close, so upstream
+                  * Transfer-Encoding is dropped (and close must be set) */
+  bool keep_alive; /* an HTTP/1.0 client that asked for keep-alive: say it is kept */
 } hsp_http_response_opts_t;
 
 /* Writes the response head for the client: "HTTP/1.1 status reason", the upstream fields
  * without hop-by-hop ones, Transfer-Encoding ending in chunked when re-framing (upstream
- * Content-Length dropped), then "Connection: upgrade" or "Connection: close" as asked.
+ * Content-Length dropped) or without Transfer-Encoding for identity, then
+ * "Connection: upgrade", "Connection: close" or "Connection: keep-alive" as asked.
  * Returns the length written, HSP_HTTP_ESTATUS or HSP_HTTP_ENOSPACE. */
 int hsp_http_forward_response_head(char *out, size_t cap, int status, hsp_http_str_t reason,
                                    const hsp_http_header_t *headers, size_t count,

@@ -214,6 +214,7 @@ int hsp_http_forward_response_head(char *buf, size_t cap, int status, hsp_http_s
     hsp_http_str_t n = h[i].name;
     if (hop_by_hop(n, h, count, opts->upgrade)) continue;
     if (opts->chunked && name_is(n, "content-length")) continue;
+    if (opts->identity && name_is(n, "transfer-encoding")) continue;
     if (opts->chunked && name_is(n, "transfer-encoding")) {
       te_seen = true; /* merged below, with chunked last */
       continue;
@@ -238,6 +239,7 @@ int hsp_http_forward_response_head(char *buf, size_t cap, int status, hsp_http_s
   }
   if (opts->upgrade) puts_(&o, "Connection: upgrade\r\n");
   else if (opts->close) puts_(&o, "Connection: close\r\n");
+  else if (opts->keep_alive) puts_(&o, "Connection: keep-alive\r\n");
   put(&o, "\r\n", 2);
   if (o.overflow || o.len > (size_t)0x7fffffff) return HSP_HTTP_ENOSPACE;
   return (int)o.len;

@@ -45,7 +45,7 @@ struct hsp_mux {
 
   int corked;
   uint8_t *batch;
-  size_t batch_len, batch_cap;
+  size_t batch_len, batch_cap, max_batch;
   uint32_t batch_channel;
 };
 
@@ -66,7 +66,12 @@ hsp_mux_t *hsp_mux_new(const hsp_mux_callbacks_t *cb, void *data) {
   if (!m) return NULL;
   m->cb = *cb;
   m->data = data;
+  m->max_batch = HSP_MUX_MAX_BATCH;
   return m;
+}
+
+void hsp_mux_set_max_batch(hsp_mux_t *m, size_t max) {
+  m->max_batch = max < 64 ? 64 : max > HSP_MUX_MAX_BATCH ? HSP_MUX_MAX_BATCH : max;
 }
 
 void hsp_mux_destroy(hsp_mux_t *m) {
@@ -131,11 +136,17 @@ static int send_frame(hsp_mux_t *m, uint32_t channel, uint64_t type, const uint8
                       size_t hlen, const uint8_t *body, size_t blen) {
   if (m->corked) {
     int rc;
-    if (m->batch_len >= HSP_MUX_MAX_BATCH && (rc = flush_batch(m))) return rc;
     uint8_t t[9];
     size_t tl = 0;
     put_uint(t, &tl, type);
     uint64_t item = tl + hlen + blen;
+    /* Worst-case growth of the batch with this item: headers, channel switch, length. */
+    size_t need = 2 + 9 + 1 + 9 + 9 + (size_t)item;
+    if (m->batch_len >= m->max_batch ||
+        (m->batch_len && m->batch_len + need > m->max_batch)) {
+      if ((rc = flush_batch(m))) return rc;
+    }
+    if (need > m->max_batch) goto direct; /* too big for any batch: a frame of its own */
     if (!batch_reserve(m, 2 + 9 + 1 + 9 + 9 + item)) return HSP_MUX_ENOMEM;
     if (m->batch_len == 0) {
       m->batch[m->batch_len++] = 0; /* control channel */
@@ -156,6 +167,7 @@ static int send_frame(hsp_mux_t *m, uint32_t channel, uint64_t type, const uint8
     m->batch_len += blen;
     return 0;
   }
+direct:;
   uint8_t a[18 + OPEN_HEAD_MAX];
   size_t al = 0;
   put_uint(a, &al, channel);

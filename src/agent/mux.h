@@ -96,6 +96,10 @@ int hsp_mux_send(hsp_mux_t *mux, uint32_t ch, uint64_t type, const uint8_t *payl
                  size_t len);
 /* Closes a channel; no on_close follows for it. */
 int hsp_mux_close(hsp_mux_t *mux, uint32_t ch);
+/* Bounds a batch frame (default HSP_MUX_MAX_BATCH): a corked frame that would make the batch
+ * larger flushes it first, and one that fits no batch goes out alone. For transports whose
+ * messages are bounded (one secret-stream message of 64 KiB per write). */
+void hsp_mux_set_max_batch(hsp_mux_t *mux, size_t max);
 /* While corked, frames are gathered into one batch frame sent at the last uncork. */
 void hsp_mux_cork(hsp_mux_t *mux);
 int hsp_mux_uncork(hsp_mux_t *mux);

@@ -1,7 +1,8 @@
 /*
  * `hyperseaport proxy`: a local TCP port whose every connection goes to an instance of a
- * role whose version satisfies a range (hsp_agent_select's order; the next candidate if
- * one cannot be reached). Instances are looked up in a local replica of the registry
+ * role whose version satisfies a range, chosen by the balancer (dataplane.h: one warm
+ * session per instance, failover before any byte is forwarded, ejection and probing, a
+ * wait for a first instance). Instances are looked up in a local replica of the registry
  * (replica.h) kept on disk and kept current over the registry session (a snapshot when
  * new or far behind, then WATCH), so the proxy keeps working while the registry is down
  * and catches up when it is back.
@@ -20,6 +21,8 @@ typedef struct hsp_agent_proxy_config {
   const char *host; /* address to listen on */
   int port;
   const char *replica_path; /* the replica's database file */
+  int balance;              /* an hsp_bal_policy_t (0: p2c) */
+  uint64_t wait_ms;         /* hold a connection this long for an instance (0: fail at once) */
   FILE *out, *err;
 } hsp_agent_proxy_config_t;
 

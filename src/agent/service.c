@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "dataplane.h"
 #include "hex.h"
 #include "hyper_server.h"
 #include "json.h"
@@ -14,6 +15,17 @@
 #include "net.h"
 
 #define DEREGISTER_WAIT_MS 2000
+/* A connection that says nothing this long is taken for a plain one (a server-speaks-first
+ * protocol behind an older client). Ours open their session as soon as their side of the
+ * connect completes, which can be a second after the server side took the stream. */
+#define SNIFF_MS 3000
+
+typedef struct sniff {
+  struct hsp_agent_service *s;
+  hsp_dht_conn_t *conn;
+  uv_timer_t timer;
+  struct sniff *next;
+} sniff_t;
 
 struct hsp_agent_service {
   hsp_agent_service_config_t cfg;
@@ -25,6 +37,11 @@ struct hsp_agent_service {
   hsp_reg_client_t client;
   uv_timer_t timer;
   hsp_agent_links_t links;
+  hsp_dp_service_t *dp;
+  sniff_t *sniffs;
+  int sniff_handles;
+  bool want_registered; /* the health checks' verdict */
+  bool drained, finishing, dp_open;
   bool was_up, down_reported, stopping, server_open, session_open, timer_open;
   int last_refusal;
   void (*stop_cb)(void *);
@@ -34,7 +51,9 @@ struct hsp_agent_service {
 static void pump(hsp_agent_service_t *s);
 
 static void maybe_stopped(hsp_agent_service_t *s) {
-  if (!s->stopping || s->server_open || s->session_open || s->timer_open || s->links.n) return;
+  if (!s->stopping || s->server_open || s->session_open || s->timer_open || s->links.n ||
+      s->dp_open || s->sniff_handles)
+    return;
   free(s->links.v);
   hsp_crypto_keypair_wipe(&s->kp);
   sodium_memzero(&s->client, sizeof s->client);
@@ -52,16 +71,80 @@ static void bridge_done(void *ctx, hsp_agent_bridge_t *b) {
   maybe_stopped(s);
 }
 
-static void on_connection(void *ctx, hsp_dht_conn_t *conn) {
-  hsp_agent_service_t *s = ctx;
+static void plain(hsp_agent_service_t *s, hsp_dht_conn_t *conn, const uint8_t *first, size_t len) {
   hsp_agent_bridge_t *b = s->stopping ? NULL : hsp_agent_bridge_new(hsp_dht_io_loop(s->cfg.io), bridge_done, s);
   if (!b || hsp_agent_links_add(&s->links, b) != 0) {
     if (b) hsp_agent_bridge_close(b);
     hsp_dht_conn_destroy(conn);
     return;
   }
-  hsp_agent_bridge_attach(b, conn);
+  hsp_agent_bridge_attach_first(b, conn, first, len);
   if (hsp_agent_bridge_connect(b, (const struct sockaddr *)&s->target) != 0) hsp_agent_bridge_close(b);
+}
+
+static void sniff_closed(uv_handle_t *h) {
+  sniff_t *x = h->data;
+  hsp_agent_service_t *s = x->s;
+  free(x);
+  s->sniff_handles--;
+  maybe_stopped(s);
+}
+
+/* Done looking: the connection goes to a session, a bridge, or away. */
+static void sniff_end(sniff_t *x) {
+  hsp_agent_service_t *s = x->s;
+  for (sniff_t **pp = &s->sniffs; *pp; pp = &(*pp)->next)
+    if (*pp == x) {
+      *pp = x->next;
+      break;
+    }
+  x->conn = NULL;
+  uv_close((uv_handle_t *)&x->timer, sniff_closed);
+}
+
+static void sniff_read(hsp_dht_conn_t *c, const uint8_t *buf, ssize_t len) {
+  sniff_t *x = hsp_dht_conn_user(c);
+  hsp_agent_service_t *s = x->s;
+  sniff_end(x);
+  if (len < 0) { /* ended before saying anything */
+    hsp_dht_conn_set_callbacks(c, NULL, NULL, NULL);
+    hsp_dht_conn_destroy(c);
+    return;
+  }
+  if (hsp_dp_is_session_open(buf, (size_t)len) && s->dp) hsp_dp_service_connection(s->dp, c, buf, (size_t)len);
+  else plain(s, c, buf, (size_t)len);
+}
+
+static void sniff_close(hsp_dht_conn_t *c, int status) {
+  (void)status;
+  sniff_t *x = hsp_dht_conn_user(c);
+  if (x->conn) sniff_end(x);
+}
+
+static void sniff_timeout(uv_timer_t *t) {
+  sniff_t *x = t->data;
+  hsp_dht_conn_t *c = x->conn;
+  hsp_agent_service_t *s = x->s;
+  sniff_end(x);
+  plain(s, c, NULL, 0);
+}
+
+static void on_connection(void *ctx, hsp_dht_conn_t *conn) {
+  hsp_agent_service_t *s = ctx;
+  sniff_t *x = s->stopping ? NULL : calloc(1, sizeof *x);
+  if (!x) {
+    hsp_dht_conn_destroy(conn);
+    return;
+  }
+  x->s = s;
+  x->conn = conn;
+  uv_timer_init(hsp_dht_io_loop(s->cfg.io), &x->timer);
+  x->timer.data = x;
+  s->sniff_handles++;
+  x->next = s->sniffs;
+  s->sniffs = x;
+  hsp_dht_conn_set_callbacks(conn, sniff_read, sniff_close, x);
+  uv_timer_start(&x->timer, sniff_timeout, SNIFF_MS, 0);
 }
 
 static bool firewall(void *ctx, const uint8_t remote[32]) {
@@ -84,7 +167,7 @@ static void arm(hsp_agent_service_t *s) {
 }
 
 static void pump(hsp_agent_service_t *s) {
-  if (s->stopping || !hsp_reg_session_up(s->session)) return;
+  if (s->stopping || !s->want_registered || !hsp_reg_session_up(s->session)) return;
   uint8_t *msg;
   long n = hsp_reg_client_tick(&s->client, hsp_reg_clock_ms(), &msg);
   if (n > 0) {
@@ -92,6 +175,35 @@ static void pump(hsp_agent_service_t *s) {
     free(msg);
   }
   arm(s);
+}
+
+/* ---- health verdicts ---- */
+
+static void health_register(void *ud) {
+  hsp_agent_service_t *s = ud;
+  if (s->stopping) return;
+  s->want_registered = true;
+  s->client.due_ms = 0; /* now */
+  pump(s);
+}
+
+static void health_deregister(void *ud) {
+  hsp_agent_service_t *s = ud;
+  s->want_registered = false;
+  uv_timer_stop(&s->timer);
+  if (!s->session || !hsp_reg_session_up(s->session) ||
+      (s->client.state == HSP_REG_CLIENT_IDLE && !s->client.expires_ms))
+    return; /* nothing registered (or the lease lapses by itself) */
+  uint8_t *msg = NULL;
+  long n = hsp_reg_client_deregister(&s->client, hsp_reg_clock_ms(), &msg);
+  if (n > 0) hsp_reg_session_send(s->session, msg, (size_t)n);
+  free(msg);
+}
+
+static void log_line(void *ud, const char *line) {
+  hsp_agent_service_t *s = ud;
+  fprintf(s->cfg.err, "hyperseaport %s\n", line);
+  fflush(s->cfg.err);
 }
 
 static void print_registered(hsp_agent_service_t *s) {
@@ -115,13 +227,17 @@ static void on_message(void *ud, const uint8_t *msg, size_t len) {
     if (was_pending && s->client.pending_id == 0 && type == HSP_REG_MSG_DEREGISTER) {
       if (!err) fprintf(s->cfg.out, "deregistered service %s\n", s->key_hex);
       fflush(s->cfg.out);
-      finish_stop(s);
+      if (s->drained) finish_stop(s);
     }
     return;
   }
   if (!err && was_pending && s->client.pending_id == 0) {
     s->last_refusal = 0;
     if (type == HSP_REG_MSG_REGISTER) print_registered(s);
+    if (type == HSP_REG_MSG_DEREGISTER) {
+      fprintf(s->cfg.out, "deregistered service %s (unhealthy)\n", s->key_hex);
+      fflush(s->cfg.out);
+    }
   } else if (err && err != s->last_refusal && err != HSP_REG_ENOTFOUND) {
     s->last_refusal = err;
     fprintf(s->cfg.err, "hyperseaport service: the registry refused: %s\n", hsp_reg_strerror(err));
@@ -184,6 +300,15 @@ int hsp_agent_service_start(hsp_agent_service_t **out, const hsp_agent_service_c
   if (!err)
     err = hsp_reg_client_init(&s->client, cfg->registry, s->kp.secret_key, cfg->name,
                               cfg->version, tags, cfg->ttl_ms);
+  hsp_dp_service_config_t dcfg = {.target_addr = (const struct sockaddr *)&s->target,
+                                  .drain_ms = cfg->drain_ms,
+                                  .on_register = health_register,
+                                  .on_deregister = health_deregister,
+                                  .ud = s,
+                                  .log = log_line,
+                                  .log_ud = s};
+  if (!err && hsp_health_parse(cfg->check ? cfg->check : "tcp", &dcfg.health) != 0) err = HSP_REG_EINVAL;
+  dcfg.health.interval_ms = cfg->check_interval_ms;
   if (!err) err = hsp_dht_server_listen(&s->server, cfg->io, &s->kp, firewall, on_connection, s);
   if (err) {
     hsp_crypto_keypair_wipe(&s->kp);
@@ -191,14 +316,15 @@ int hsp_agent_service_start(hsp_agent_service_t **out, const hsp_agent_service_c
     return err;
   }
   s->server_open = true;
+  uv_timer_init(hsp_dht_io_loop(cfg->io), &s->timer);
+  s->timer.data = s;
+  s->timer_open = true;
+  if (hsp_dp_service_start(&s->dp, hsp_dht_io_loop(cfg->io), &dcfg) == 0) s->dp_open = true;
   fprintf(cfg->out, "started p2p service on %s\n", s->key_hex);
   char reg[65];
   hsp_hex_encode(reg, cfg->registry, 32);
   fprintf(cfg->out, "connecting to registry %s\n", reg);
   fflush(cfg->out);
-  uv_timer_init(hsp_dht_io_loop(cfg->io), &s->timer);
-  s->timer.data = s;
-  s->timer_open = true;
   hsp_reg_session_cbs_t cbs = {on_up, on_down, on_message};
   err = hsp_reg_session_start(&s->session, cfg->io, cfg->registry, &cbs, s);
   if (err) {
@@ -228,31 +354,68 @@ static void timer_closed(uv_handle_t *h) {
   maybe_stopped(s);
 }
 
+static void dp_closed(void *ctx) {
+  hsp_agent_service_t *s = ctx;
+  s->dp_open = false;
+  maybe_stopped(s);
+}
+
 static void finish_stop(hsp_agent_service_t *s) {
-  if (uv_is_closing((uv_handle_t *)&s->timer)) return;
+  if (s->finishing) return;
+  s->finishing = true;
   uv_close((uv_handle_t *)&s->timer, timer_closed);
   if (s->session) hsp_reg_session_close(s->session, session_closed, s);
-  hsp_dht_server_close(s->server, server_closed, s);
+  if (s->server) {
+    hsp_dht_server_t *srv = s->server;
+    s->server = NULL;
+    hsp_dht_server_close(srv, server_closed, s);
+  }
+  while (s->sniffs) {
+    hsp_dht_conn_t *c = s->sniffs->conn;
+    sniff_end(s->sniffs);
+    hsp_dht_conn_set_callbacks(c, NULL, NULL, NULL);
+    hsp_dht_conn_destroy(c);
+  }
   hsp_agent_links_close_all(&s->links);
+  if (s->dp) {
+    hsp_dp_service_t *dp = s->dp;
+    s->dp = NULL;
+    hsp_dp_service_close(dp, dp_closed, s);
+  }
 }
 
 static void deregister_timeout(uv_timer_t *t) { finish_stop(t->data); }
 
-void hsp_agent_service_stop(hsp_agent_service_t *s, void (*cb)(void *ctx), void *ctx) {
-  if (s->stopping) return;
-  s->stopping = true;
-  s->stop_cb = cb;
-  s->stop_ctx = ctx;
-  uint8_t *msg = NULL;
-  long n = 0;
-  if (s->session && hsp_reg_session_up(s->session) &&
-      (s->client.state != HSP_REG_CLIENT_IDLE || s->client.expires_ms))
-    n = hsp_reg_client_deregister(&s->client, hsp_reg_clock_ms(), &msg);
-  if (n > 0 && hsp_reg_session_send(s->session, msg, (size_t)n) == 0) {
-    free(msg);
+/* Every tunnel is done (or the drain time ran out): wait for the registry's answer to our
+ * DEREGISTER if it has not come, then close. */
+static void drained(void *ctx) {
+  hsp_agent_service_t *s = ctx;
+  s->drained = true;
+  if (s->client.pending_id && s->client.pending_type == HSP_REG_MSG_DEREGISTER && s->session &&
+      hsp_reg_session_up(s->session)) {
     uv_timer_start(&s->timer, deregister_timeout, DEREGISTER_WAIT_MS, 0);
     return;
   }
-  free(msg);
   finish_stop(s);
+}
+
+void hsp_agent_service_stop(hsp_agent_service_t *s, void (*cb)(void *ctx), void *ctx) {
+  if (s->stopping) return;
+  /* Deregister (the drain's on_deregister) before stopping, so it goes out signed. */
+  s->stop_cb = cb;
+  s->stop_ctx = ctx;
+  if (!s->dp) {
+    s->stopping = true;
+    health_deregister(s);
+    drained(s);
+    return;
+  }
+  hsp_dp_service_drain(s->dp, drained, s); /* deregisters, GOAWAY, refuses new tunnels */
+  s->stopping = true;
+  /* No new connections: unannounce. Those handed over stay open. */
+  if (s->server) {
+    hsp_dht_server_t *srv = s->server;
+    s->server = NULL;
+    hsp_dht_server_close(srv, server_closed, s);
+  }
 }

@@ -1,4 +1,4 @@
-/* service and proxy: option handling around src/agent. */
+/* service, proxy and web: option handling around src/agent. */
 #ifndef HSP_CLI_AGENT_CMDS_H
 #define HSP_CLI_AGENT_CMDS_H
 
@@ -6,5 +6,6 @@
 
 int hsp_cmd_service(const hsp_options_t *o);
 int hsp_cmd_proxy(const hsp_options_t *o);
+int hsp_cmd_web(const hsp_options_t *o);
 
 #endif

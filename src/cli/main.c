@@ -69,6 +69,7 @@ int main(int argc, char **argv) {
   case HSP_CMD_LS: rc = hsp_cmd_ls(&opts); break;
   case HSP_CMD_SERVICE: rc = hsp_cmd_service(&opts); break;
   case HSP_CMD_PROXY: rc = hsp_cmd_proxy(&opts); break;
+  case HSP_CMD_WEB: rc = hsp_cmd_web(&opts); break;
   default: rc = cmd_unavailable(&opts);
   }
   sodium_memzero(&opts, sizeof opts);

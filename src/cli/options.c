@@ -1,6 +1,8 @@
 #include "options.h"
 
+#include "balance.h"
 #include "crypto.h"
+#include "health.h"
 #include "hex.h"
 #include "registry.h"
 #include "semver.h"
@@ -30,6 +32,11 @@ enum flag_id {
   F_BIND,
   F_TTL,
   F_JSON,
+  F_BALANCE,
+  F_WAIT,
+  F_CHECK,
+  F_CHECK_INTERVAL,
+  F_DRAIN,
   F_COUNT
 };
 
@@ -65,6 +72,18 @@ static const flag_spec_t flags[F_COUNT] = {
     [F_TTL] = {"ttl", 0, "SECONDS", "lease length: 15 (seconds), 15s or 1500ms; renewed at a third "
                "(default 15 s, 1 s to 1 h)", false},
     [F_JSON] = {"json", 0, NULL, "print JSON (one array) instead of lines", false},
+    [F_BALANCE] = {"balance", 0, "POLICY", "p2c (default: the less loaded and faster of two "
+                   "random instances), round-robin, least-conn, hash (sticky by client address) "
+                   "or first", false},
+    [F_WAIT] = {"wait", 0, "SECONDS", "hold a connection this long for an instance when none "
+                "is healthy (default 10; 500ms also works)", false},
+    [F_CHECK] = {"check", 0, "tcp|http:/PATH|none", "health check of the local service "
+                 "(default tcp: connect to it); 3 failures deregister, a success registers again",
+                 false},
+    [F_CHECK_INTERVAL] = {"check-interval", 0, "SECONDS", "time between health checks "
+                          "(default 5)", false},
+    [F_DRAIN] = {"drain", 0, "SECONDS", "on SIGTERM, let open connections finish this long "
+                 "(default 30)", false},
 };
 
 #define BIT(f) (1u << (f))
@@ -85,8 +104,10 @@ typedef struct command_spec {
 static const command_spec_t commands[HSP_CMD_COUNT] = {
     [HSP_CMD_REGISTRY] = {"registry", "hyperseaport [registry] [--storage DIR] [--web PORT]",
                           "run the registry (the default command)",
-                          NETWORKED | BIT(F_SEED) | BIT(F_STORAGE) | BIT(F_WEB) | BIT(F_VERSION),
-                          BIT(F_SEED), NULL, NULL, NULL},
+                          NETWORKED | BIT(F_SEED) | BIT(F_STORAGE) | BIT(F_WEB) | BIT(F_HOST) |
+                              BIT(F_VERSION),
+                          BIT(F_SEED), NULL, NULL,
+                          "address of the --web gateway (default: 127.0.0.1)"},
     [HSP_CMD_SEED] = {"seed", "hyperseaport seed [--registrySeed HEX] > ~/.config/hyperseaport",
                       "print a new registry key pair (or the pair of an existing seed)",
                       BIT(F_HELP) | BIT(F_SEED), 0, NULL, NULL, NULL},
@@ -94,7 +115,8 @@ static const command_spec_t commands[HSP_CMD_COUNT] = {
                          "hyperseaport service --port PORT --role NAME@VERSION "
                          "--registryPublicKey HEX",
                          "announce a local TCP service and keep it registered",
-                         NETWORKED | BIT(F_PORT) | BIT(F_HOST) | BIT(F_ROLE) | BIT(F_TTL),
+                         NETWORKED | BIT(F_PORT) | BIT(F_HOST) | BIT(F_ROLE) | BIT(F_TTL) |
+                             BIT(F_CHECK) | BIT(F_CHECK_INTERVAL) | BIT(F_DRAIN),
                          BIT(F_PORT) | BIT(F_ROLE) | BIT(F_PUBLIC_KEY),
                          "port of the local service to announce",
                          "role and exact version, e.g. couchdb@3.2.2",
@@ -102,16 +124,18 @@ static const command_spec_t commands[HSP_CMD_COUNT] = {
     [HSP_CMD_PROXY] = {"proxy",
                        "hyperseaport proxy --port PORT --role NAME@RANGE --registryPublicKey HEX",
                        "expose a matching remote service on a local port",
-                       NETWORKED | BIT(F_PORT) | BIT(F_ROLE) | BIT(F_HOST) | BIT(F_STORAGE),
+                       NETWORKED | BIT(F_PORT) | BIT(F_ROLE) | BIT(F_HOST) | BIT(F_STORAGE) |
+                           BIT(F_BALANCE) | BIT(F_WAIT),
                        BIT(F_PORT) | BIT(F_ROLE) | BIT(F_PUBLIC_KEY),
                        "local port to listen on",
                        "role and semver range, e.g. couchdb@3.x",
                        "address to listen on (default: 127.0.0.1)"},
     [HSP_CMD_WEB] = {"web", "hyperseaport web --port PORT --registryPublicKey HEX",
                      "run the HTTP gateway: /role/NAME@RANGE/path, /list/NAME@RANGE, "
-                     "/instance/KEY/path",
-                     NETWORKED | BIT(F_PORT), BIT(F_PORT) | BIT(F_PUBLIC_KEY),
-                     "local HTTP port to listen on", NULL, NULL},
+                     "/instance/KEY/path, the dashboard at / and /metrics",
+                     NETWORKED | BIT(F_PORT) | BIT(F_HOST) | BIT(F_STORAGE),
+                     BIT(F_PORT) | BIT(F_PUBLIC_KEY), "local HTTP port to listen on", NULL,
+                     "address to listen on (default: 127.0.0.1)"},
     [HSP_CMD_DHT_NODE] = {"dht-node", "hyperseaport dht-node [--port PORT] [--host HOST] "
                           "[--bootstrap HOST:PORT[,...]]",
                           "run a persistent HyperDHT node; --bootstrap \"\" starts a private "
@@ -168,6 +192,25 @@ static int parse_ttl(const char *text, uint32_t *ttl_ms) {
   }
   if (v < HSP_REG_TTL_MIN_MS || v > HSP_REG_TTL_MAX_MS) return -1;
   *ttl_ms = (uint32_t)v;
+  return 0;
+}
+
+/* "10" and "10s" are seconds, "500ms" milliseconds; from min_ms to max_ms. */
+static int parse_duration(const char *text, uint64_t min_ms, uint64_t max_ms, uint64_t *out) {
+  char *end;
+  errno = 0;
+  if (!isdigit((unsigned char)text[0])) return -1;
+  unsigned long long v = strtoull(text, &end, 10);
+  if (errno) return -1;
+  if (strcmp(end, "ms") == 0) {
+  } else if (!*end || strcmp(end, "s") == 0) {
+    if (v > UINT64_MAX / 1000) return -1;
+    v *= 1000;
+  } else {
+    return -1;
+  }
+  if (v < min_ms || v > max_ms) return -1;
+  *out = v;
   return 0;
 }
 
@@ -305,6 +348,37 @@ static int apply(hsp_options_t *o, enum flag_id f, const char *value, const char
                   value);
     return 0;
   case F_JSON: o->json = true; return 0;
+  case F_BALANCE: {
+    hsp_bal_policy_t pol;
+    if (hsp_bal_policy_parse(value, &pol) != 0)
+      return fail(err, err_len,
+                  "%s must be p2c, round-robin, least-conn, hash or first, got '%s'", where, value);
+    o->balance = (int)pol;
+    return 0;
+  }
+  case F_WAIT:
+    if (parse_duration(value, 0, 3600000, &o->wait_ms))
+      return fail(err, err_len, "%s must be a time from 0 to 1 h: 10, 10s or 500ms, got '%s'",
+                  where, value);
+    o->has_wait = true;
+    return 0;
+  case F_CHECK: {
+    hsp_health_config_t hc;
+    if (hsp_health_parse(value, &hc) != 0 || copy_text(o->check, value))
+      return fail(err, err_len, "%s must be tcp, none or http:/PATH, got '%s'", where, value);
+    return 0;
+  }
+  case F_CHECK_INTERVAL:
+    if (parse_duration(value, 100, 3600000, &o->check_interval_ms))
+      return fail(err, err_len,
+                  "%s must be a time from 100 ms to 1 h: 5, 5s or 500ms, got '%s'", where, value);
+    return 0;
+  case F_DRAIN:
+    if (parse_duration(value, 0, 3600000, &o->drain_ms))
+      return fail(err, err_len, "%s must be a time from 0 to 1 h: 30, 30s or 500ms, got '%s'",
+                  where, value);
+    o->has_drain = true;
+    return 0;
   case F_COUNT: break;
   }
   return fail(err, err_len, "internal error: unknown option");
@@ -460,6 +534,10 @@ int hsp_options_parse(hsp_options_t *o, int argc, char **argv, char **envp, char
                       size_t err_len) {
   memset(o, 0, sizeof *o);
   o->ttl_ms = HSP_REG_TTL_DEFAULT_MS;
+  o->wait_ms = 10000;
+  snprintf(o->check, sizeof o->check, "tcp");
+  o->check_interval_ms = 5000;
+  o->drain_ms = 30000;
   snprintf(o->host, sizeof o->host, "localhost");
   default_storage(o, envp);
 

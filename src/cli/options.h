@@ -59,6 +59,13 @@ typedef struct hsp_options {
   char bind[HSP_OPT_TEXT];
   uint32_t ttl_ms;                 /* service --ttl (default 15 s) */
   bool json;                       /* ls --json */
+  int balance;                     /* proxy --balance: an hsp_bal_policy_t (default p2c) */
+  bool has_wait;
+  uint64_t wait_ms;                /* proxy --wait (default 10 s) */
+  char check[HSP_OPT_TEXT];        /* service --check (default "tcp") */
+  uint64_t check_interval_ms;      /* service --check-interval (default 5 s) */
+  bool has_drain;
+  uint64_t drain_ms;               /* service --drain (default 30 s) */
 } hsp_options_t;
 
 /* Parses argv (without argv[0]) with the environment given as a NULL-terminated envp.

@@ -13,22 +13,28 @@
 #include "net.h"
 #include "protocol.h"
 #include "run.h"
+#include "gateway.h"
+#include "web.h"
 
 /* ---- registry ---- */
 
 typedef struct registry_cmd {
+  const hsp_options_t *o;
   hsp_dht_io_t *io;
   hsp_store_t *store;
   hsp_reg_host_t *host;
+  hsp_agent_web_t *web; /* --web */
   hsp_crypto_keypair_t kp;
   hsp_cli_signals_t signals;
   int rc;
 } registry_cmd_t;
 
 static void log_line(void *ud, const char *line) {
-  (void)ud;
+  registry_cmd_t *r = ud;
   printf("%s\n", line);
   fflush(stdout);
+  /* Every log line is a change of the registry's content: dashboards follow. */
+  if (r->web) hsp_agent_web_changed(r->web);
 }
 
 static void registry_stop(void *ctx);
@@ -48,6 +54,19 @@ static void registry_ready(hsp_dht_io_t *io, void *ctx) {
   hsp_hex_encode(pk, r->kp.public_key, 32);
   printf("Registry started.\nregistryPublicKey=%s\n", pk);
   fflush(stdout);
+  if (r->o->web_port) {
+    hsp_agent_web_config_t cfg = {.io = io, .store = r->store,
+                                  .host = r->o->has_host ? r->o->host : "127.0.0.1",
+                                  .port = r->o->web_port, .out = stdout, .err = stderr};
+    const char *what = "";
+    err = hsp_agent_web_start(&r->web, &cfg, &what);
+    if (err) {
+      fprintf(stderr, "hyperseaport registry: --web: %s: %s\n", what,
+              err == HSP_GW_ELISTEN ? hsp_gw_strerror(err) : hsp_reg_strerror(err));
+      r->rc = 1;
+      registry_stop(r);
+    }
+  }
 }
 
 static void host_closed(void *ctx) {
@@ -56,9 +75,21 @@ static void host_closed(void *ctx) {
   hsp_dht_io_close(r->io, NULL, NULL);
 }
 
+static void web_closed(void *ctx) {
+  registry_cmd_t *r = ctx;
+  if (r->host) hsp_reg_host_close(r->host, host_closed, r);
+  else host_closed(r);
+}
+
 static void registry_stop(void *ctx) {
   registry_cmd_t *r = ctx;
   hsp_cli_signals_close(&r->signals);
+  if (r->web) {
+    hsp_agent_web_t *w = r->web;
+    r->web = NULL;
+    hsp_agent_web_stop(w, web_closed, r);
+    return;
+  }
   if (r->host) hsp_reg_host_close(r->host, host_closed, r);
   else host_closed(r);
 }
@@ -82,12 +113,7 @@ int hsp_cli_storage_path(char *out, size_t cap, const hsp_options_t *o, const ch
 }
 
 int hsp_cmd_registry(const hsp_options_t *o) {
-  if (o->web_port) {
-    fprintf(stderr, "hyperseaport: --web: the HTTP gateway is not in this build yet; run the "
-                    "registry without --web\n");
-    return 2;
-  }
-  registry_cmd_t r = {.rc = 0};
+  registry_cmd_t r = {.o = o, .rc = 0};
   hsp_crypto_keypair_from_seed(&r.kp, o->registry_seed);
   char path[HSP_OPT_TEXT + 128];
   if (hsp_cli_storage_path(path, sizeof path, o, "registry", r.kp.public_key) != 0) {

@@ -739,6 +739,17 @@ static void test_forward_head(void) {
     n = hsp_http_forward_response_head(out, sizeof out, 101, (hsp_http_str_t){"Switching", 9}, rh + 5, 1, &ro);
     out[n > 0 ? n : 0] = 0;
     CHECK_EQ_STR(out, "HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+    /* An HTTP/1.0 client: the coded body goes unframed (no Transfer-Encoding), then close. */
+    ro = (hsp_http_response_opts_t){.identity = true, .close = true};
+    n = hsp_http_forward_response_head(out, sizeof out, 200, (hsp_http_str_t){"OK", 2}, rh, 7, &ro);
+    out[n > 0 ? n : 0] = 0;
+    CHECK_EQ_STR(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
+                      "Connection: close\r\n\r\n");
+    /* An HTTP/1.0 client that asked for keep-alive is told it is kept. */
+    ro = (hsp_http_response_opts_t){.keep_alive = true};
+    n = hsp_http_forward_response_head(out, sizeof out, 204, (hsp_http_str_t){"No Content", 10}, rh, 1, &ro);
+    out[n > 0 ? n : 0] = 0;
+    CHECK_EQ_STR(out, "HTTP/1.1 204 No Content\r\nContent-Type: text/plain\r\nConnection: keep-alive\r\n\r\n");
     CHECK_EQ_INT(hsp_http_forward_response_head(out, 10, 200, (hsp_http_str_t){"OK", 2}, rh, 7, &ro),
                  HSP_HTTP_ENOSPACE);
     CHECK_EQ_INT(hsp_http_forward_response_head(out, sizeof out, 42, (hsp_http_str_t){"", 0}, rh, 0, &ro),

@@ -110,10 +110,11 @@ OTHER=$("$BIN" seed | sed -n 's/^registryPublicKey=//p')
 printf '# comment\nregistrySeed = %s\nregistryPublicKey=%s\n' $S $OTHER >"$C"
 expect_error "registrySeed does not match registryPublicKey in $C" -- registry
 printf 'registrySeed=%s\nregistryPublicKey=%s\n' $S $K >"$C"
-expect_error "the HTTP gateway is not in this build" -- --web 8777
-expect 1 "not available in this build yet" -- web -p 5985
+# (an unusable storage directory stops each command after option parsing, before any network)
+expect 1 "cannot create the storage directory /proc/none" -- --web 8777 --storage /proc/none
+expect 1 "cannot create the storage directory /proc/none" -- web -p 5985 --storage /proc/none
 hyperseaport_registryPublicKey=zz expect_error "hyperseaport_registryPublicKey must be 64 hex" -- proxy -p 1 -r a@1
-hyperseaport_registryPublicKey=zz expect 1 "not available" -- web -p 1 --registryPublicKey $K
+hyperseaport_registryPublicKey=zz expect 1 "cannot create the storage directory" -- web -p 1 --registryPublicKey $K --storage /proc/none
 printf 'registryPublicKey=%s\nport=80\n' $K >"$C"
 expect_error "$C line 2: unknown key 'port'" -- web -p 1
 printf 'registryPublicKey\n' >"$C"
@@ -125,7 +126,7 @@ expect_error "cannot read config file $C" -- web -p 1 --registryPublicKey $K
 rmdir "$C"
 expect_error "cannot read config file $T/missing" -- web -p 1 --config "$T/missing"
 printf 'registryPublicKey=%s\n' $K >"$T/alt"
-expect 1 "not available" -- web -p 1 --config "$T/alt"
+expect 1 "cannot create the storage directory" -- web -p 1 --config "$T/alt" --storage /proc/none
 XDG_CONFIG_HOME="$T/xdg" expect 0 "" -- --version
 mkdir -p "$T/xdg"; printf 'bootstrap=nonsense\n' >"$T/xdg/hyperseaport"
 XDG_CONFIG_HOME="$T/xdg" expect_error "bootstrap in $T/xdg/hyperseaport line 1" -- web -p 1 --registryPublicKey $K

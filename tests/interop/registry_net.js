@@ -1,10 +1,11 @@
 // The registry over HyperDHT from Node (hyperdht + compact-encoding + sodium-native only),
 // against the real C binary on a JS testnet: a JS peer connects to the C registry by its
 // public key, registers a JS hyperdht server as an instance (length-prefixed frames,
-// signed REGISTER), the C `ls` lists it, and a C `proxy` carries an HTTP request to the JS
-// server; a JS WATCH receives the change log and its hash chain and signatures verify.
+// signed REGISTER), the C `ls` lists it and a C `proxy` follows it; a JS WATCH receives the
+// change log and its hash chain and signatures verify; a JS consumer finds a C `service`
+// with a QUERY and gets an HTTP answer from it over a plain hyperdht connection.
 // The JS DHT is firewalled: false (docs/testing.md loopback trap).
-// Usage: node registry_net.js <hyperseaport>
+// Usage: node registry_net.js <hyperseaport> <http_hello>
 'use strict'
 const HyperDHT = require('hyperdht')
 const createTestnet = require('hyperdht/testnet')
@@ -18,6 +19,7 @@ const sodium = require('sodium-native')
 const b4a = require('b4a')
 
 const bin = process.argv[2]
+const hello = process.argv[3]
 const HOST = '127.0.0.1'
 let failures = 0
 function check (cond, msg) {
@@ -35,22 +37,31 @@ function enc (parts) {
 }
 const frame = (msg) => { const h = Buffer.alloc(4); h.writeUInt32LE(msg.length); return Buffer.concat([h, msg]) }
 
-// A framed message reader on a hyperdht stream.
+// A framed message reader on a hyperdht stream: next(id) resolves with the next message
+// carrying that request id (watch pushes carry the WATCH's id), leaving the others queued.
 function reader (stream) {
   let buf = Buffer.alloc(0)
   const waiting = []
   const ready = []
+  const idOf = (msg) => header(msg).id
+  const deliver = () => {
+    for (let w = 0; w < waiting.length; w++) {
+      const i = ready.findIndex((m) => idOf(m) === waiting[w].id)
+      if (i === -1) continue
+      const [m] = ready.splice(i, 1)
+      waiting.splice(w--, 1)[0].resolve(m)
+    }
+  }
   stream.on('data', (d) => {
     buf = Buffer.concat([buf, d])
     while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32LE(0)) {
       const n = buf.readUInt32LE(0)
-      const msg = buf.subarray(4, 4 + n)
+      ready.push(buf.subarray(4, 4 + n))
       buf = buf.subarray(4 + n)
-      if (waiting.length) waiting.shift()(msg)
-      else ready.push(msg)
     }
+    deliver()
   })
-  return () => ready.length ? Promise.resolve(ready.shift()) : new Promise((resolve) => waiting.push(resolve))
+  return (id) => new Promise((resolve) => { waiting.push({ id, resolve }); deliver() })
 }
 function header (msg) {
   const st = { start: 0, end: msg.length, buffer: msg }
@@ -79,17 +90,6 @@ function startProc (args, env) {
     return false
   }
   return p
-}
-function httpGet (port) {
-  return new Promise((resolve) => {
-    const s = net.connect(port, HOST)
-    let data = ''
-    s.on('data', (d) => { data += d })
-    s.on('end', () => resolve(data))
-    s.on('error', (e) => resolve('error ' + e.message))
-    s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
-    setTimeout(() => { s.destroy(); resolve(data || 'timeout') }, 30000)
-  })
 }
 function freePort () {
   return new Promise((resolve) => {
@@ -135,12 +135,12 @@ async function main () {
     const sig = Buffer.alloc(64)
     sodium.crypto_sign_detached(sig, Buffer.concat([Buffer.from('hsp-registry-req-v1'), enc(body)]), inst.secretKey)
     stream.write(frame(enc([[c.uint8, 1], [c.uint, 7], ...body, [c.fixed64, sig]])))
-    const ok = header(await next())
+    const ok = header(await next(7))
     check(ok.type === 64 && ok.id === 7, `REGISTER from JS acknowledged (type ${ok.type})`)
 
     // WATCH from 0: the log entry of that registration, hash-chained and signed.
     stream.write(frame(enc([[c.uint8, 1], [c.uint, 8], [c.uint8, 6], [c.uint, 0]])))
-    const w = header(await next())
+    const w = header(await next(8))
     check(w.type === 67 && w.id === 8, 'WATCH answered with ENTRIES')
     const head = c.uint.decode(w.st); c.bool.decode(w.st)
     const entries = []
@@ -163,16 +163,51 @@ async function main () {
     const proxy = startProc(['proxy', '--port', String(port), '--role', 'jsweb@1.x', '--registryPublicKey', reg.pk.toString('hex'), '--storage', path.join(tmp, 'proxy'), ...netArgs], env)
     procs.push(proxy)
     check(await proxy.waitFor(/proxy from \d+ to p2p service/), 'C proxy found the JS instance')
-    const answer = await httpGet(port)
-    check(answer.endsWith('from js\n'), `HTTP through the C proxy to the JS server (${JSON.stringify(answer.slice(-20))})`)
+
+    // A C service found from JS: QUERY, then a plain hyperdht connection to its key.
+    const backend = spawn(hello, ['0', 'from a C service'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    procs.push({ kill: (sig) => backend.kill(sig), exited: new Promise((resolve) => backend.on('exit', () => resolve(0))), spawnargs: ['', 'http_hello'], text: '' })
+    const hport = await new Promise((resolve) => backend.stdout.once('data', (d) => resolve(String(d).split(' ')[1].trim())))
+    const svc = startProc(['service', '--port', hport, '--role', 'cweb@2.1.0', '--registryPublicKey', reg.pk.toString('hex'), ...netArgs], env)
+    procs.push(svc)
+    check(await svc.waitFor(/registered service/), 'C service registered')
+    stream.write(frame(enc([[c.uint8, 1], [c.uint, 10], [c.uint8, 4], [c.string, 'cweb'], [c.string, '2.x'], [c.uint, 0]])))
+    const q = header(await next(10))
+    let found = null
+    if (q.type === 66 && c.uint.decode(q.st) === 1) found = c.fixed32.decode(q.st)
+    check(found && svc.text.includes(found.toString('hex')), 'QUERY from JS finds the C service')
+    if (found) {
+      const conn = dht.connect(found)
+      conn.on('error', () => {})
+      let data = ''
+      conn.on('data', (d) => { data += d })
+      conn.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+      await new Promise((resolve) => { conn.on('close', resolve); conn.on('end', resolve); setTimeout(resolve, 20000) })
+      check(data.endsWith('from a C service\n'), `HTTP from JS to the C service over hyperdht (${JSON.stringify(data.slice(-20))})`)
+      conn.destroy()
+    }
 
     // The push of a later change reaches the JS watcher: deregister (signed by the instance).
     const dbody = [[c.uint8, 3], [c.fixed32, inst.publicKey], [c.fixed32, inst.publicKey], [c.fixed32, reg.pk], [c.uint, Date.now() + 1]]
     const dsig = Buffer.alloc(64)
     sodium.crypto_sign_detached(dsig, Buffer.concat([Buffer.from('hsp-registry-req-v1'), enc(dbody)]), inst.secretKey)
     stream.write(frame(enc([[c.uint8, 1], [c.uint, 9], ...dbody, [c.fixed64, dsig]])))
-    const got = [header(await next()), header(await next())].map((m) => `${m.type}/${m.id}`).sort()
-    check(got.join(',') === '64/9,67/8', `DEREGISTER acknowledged and pushed to the watch (${got})`)
+    const d = header(await next(9))
+    check(d.type === 64, `DEREGISTER acknowledged (type ${d.type})`)
+    // pushes so far: the C service's registration, then this deregistration (type 3)
+    let pushed = false
+    for (let i = 0; i < 2 && !pushed; i++) {
+      const push = header(await next(8))
+      if (push.type !== 67) break
+      c.uint.decode(push.st); c.bool.decode(push.st)
+      for (let n = c.uint.decode(push.st); n > 0; n--) {
+        const body = c.buffer.decode(push.st); c.fixed64.decode(push.st)
+        const bst = { start: 0, end: body.length, buffer: body }
+        c.uint8.decode(bst); c.uint.decode(bst)
+        if (c.uint8.decode(bst) === 3) pushed = true
+      }
+    }
+    check(pushed, 'the deregistration was pushed to the JS watch')
     check(await proxy.waitFor(/no service matches jsweb@1.x/), 'the C proxy saw the deregistration')
     stream.destroy()
     await server.close()

@@ -88,6 +88,8 @@ service() { # service NAME PORT ROLE [ARGS...]
   eval "${n}_key=$(sed -n 's/^started p2p service on //p' "$T/$n.out")"
 }
 free_port() { # a TCP port nobody listens on (bound by the kernel, then released)
+  # (a fresh file each time: waiting on the old one could return the previous port)
+  rm -f "$T/fp.out"
   "$HELLO" 0 x >"$T/fp.out" & fp=$!
   wait_for "$T/fp.out" listening; kill $fp; wait $fp 2>/dev/null
   sed -n 's/^listening //p' "$T/fp.out"
@@ -110,10 +112,11 @@ start_proxy() {
     tries=$((tries + 1)); [ $tries -lt 5 ] || fail "proxy $n: no free port"
   done
 }
-proxy() { # proxy NAME RANGE: a proxy of web@RANGE; $PPORT its port
-  start_proxy "$1" "web@$2" "$T/proxy-$1" --registryPublicKey "$KEY"
-  eval "${1}_pid=$last ${1}_port=$PPORT"
-  wait_for "$T/$1.out" "^proxy from $PPORT to p2p service" 60
+proxy() { # proxy NAME RANGE [ARGS...]: a proxy of web@RANGE; $PPORT its port
+  pn=$1 pr=$2; shift 2
+  start_proxy "$pn" "web@$pr" "$T/proxy-$pn" --registryPublicKey "$KEY" "$@"
+  eval "${pn}_pid=$last ${pn}_port=$PPORT"
+  wait_for "$T/$pn.out" "^proxy from $PPORT to p2p service" 60
 }
 get() { curl -s -m 20 "http://127.0.0.1:$1/"; }
 ls_() { "$BIN" ls $NET --registryPublicKey "$KEY" "$@" 2>>"$T/ls.err"; }
@@ -181,8 +184,9 @@ versions)
   hello h3 two-zero-zero-again; p3=$HPORT
   service s3 "$p3" web@2.0.0
   [ "$(ls_ web@2 | cut -d' ' -f2 | tr '\n' ' ')" = "$s2_key $s3_key " ] || fail "ls: ties not in registration order"
-  proxy ptie 2
-  expect_get "$PPORT" two-zero-zero "web@2 with a tie: the first registered"
+  # (the default --balance p2c spreads over a tie; `first` keeps the registry's order)
+  proxy ptie 2 --balance first
+  expect_get "$PPORT" two-zero-zero "web@2 with a tie, --balance first: the first registered"
   stop "$s2_pid"
   wait_for "$T/ptie.out" "^proxy from $PPORT to p2p service $s3_key" 30
   expect_get "$PPORT" two-zero-zero-again "web@2 after the first one deregistered"
