@@ -20,6 +20,7 @@ struct hsp_agent_follow {
   void *ud;
   bool stopping, was_up, down_reported;
   int last_sync_err;
+  bool resyncing; /* a SNAPSHOT asked after ECHAIN may replace a newer replica */
   void (*stop_cb)(void *);
   void *stop_ctx;
 };
@@ -43,11 +44,12 @@ static void sync_failed(hsp_agent_follow_t *f, int err) {
   if (f->cbs.on_sync_error) f->cbs.on_sync_error(f->ud, err);
 }
 
-/* The registry's log no longer extends ours (it was restored from an older copy): start
- * over from a snapshot. Only on the registry's own word, over its authenticated stream. */
+/* The registry cannot extend our log (it compacted past our head, or it was restored from
+ * an older copy, or lost its store): start over from a snapshot. What we hold keeps
+ * serving until the snapshot is there; one older than ours (a registry that went back in
+ * time) replaces it only here, on the registry's own word over its authenticated stream. */
 static void resync(hsp_agent_follow_t *f) {
-  int err = hsp_reg_replica_reset(f->replica);
-  if (err) sync_failed(f, err);
+  f->resyncing = true;
   request(f, HSP_REG_MSG_SNAPSHOT, ID_SNAPSHOT, 0, 0);
 }
 
@@ -86,6 +88,11 @@ static void on_message(void *ud, const uint8_t *msg, size_t len) {
     }
   } else if (id == ID_SNAPSHOT) {
     int err = hsp_reg_replica_receive(f->replica, msg, len);
+    if (err == HSP_REG_EREPLAY && f->resyncing) {
+      err = hsp_reg_replica_reset(f->replica);
+      if (!err) err = hsp_reg_replica_receive(f->replica, msg, len);
+    }
+    f->resyncing = false;
     if (err < 0 && err != HSP_REG_EREPLAY) sync_failed(f, err);
     /* EREPLAY: older than what we hold; WATCH tells whether our history still stands */
     request(f, HSP_REG_MSG_WATCH, ID_WATCH, hsp_reg_replica_seq(f->replica), 0);

@@ -209,13 +209,9 @@ static void log_line(void *ud, const char *line) {
 static void print_registered(hsp_agent_service_t *s) {
   char json[HSP_REG_INSTANCE_JSON_MAX];
   const hsp_reg_instance_t *in = &s->client.inst;
-  size_t at = (size_t)snprintf(json, sizeof json, "{\"id\":\"%s\",\"role\":", s->key_hex);
-  at = hsp_json_string(json, sizeof json, at, in->name);
-  at += (size_t)snprintf(json + at, sizeof json - at, ",\"version\":");
-  at = hsp_json_string(json, sizeof json, at, in->version);
-  at += (size_t)snprintf(json + at, sizeof json - at, ",\"tags\":");
-  at = hsp_json_string(json, sizeof json, at, in->tags);
-  snprintf(json + at, sizeof json - at, ",\"ttlMs\":%u}", (unsigned)in->ttl_ms);
+  size_t at = (size_t)snprintf(json, sizeof json, "{\"id\":\"%s\",", s->key_hex);
+  at = hsp_reg_role_json(json, sizeof json, at, in);
+  if (at < sizeof json) snprintf(json + at, sizeof json - at, ",\"ttlMs\":%u}", (unsigned)in->ttl_ms);
   fprintf(s->cfg.out, "registered service %s\n", json);
   fflush(s->cfg.out);
 }

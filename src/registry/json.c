@@ -47,3 +47,12 @@ size_t hsp_reg_instance_json(char *out, size_t cap, const hsp_reg_instance_t *in
                    inst->ttl_ms, inst->registered_ms, inst->renewed_ms, inst->expires_ms);
   return put(out, cap, at, num, (size_t)n);
 }
+
+size_t hsp_reg_role_json(char *out, size_t cap, size_t at, const hsp_reg_instance_t *inst) {
+  at = put(out, cap, at, "\"role\":", 7);
+  at = hsp_json_string(out, cap, at, inst->name);
+  at = put(out, cap, at, ",\"version\":", 11);
+  at = hsp_json_string(out, cap, at, inst->version);
+  at = put(out, cap, at, ",\"tags\":", 8);
+  return hsp_json_string(out, cap, at, inst->tags);
+}

@@ -94,10 +94,27 @@ free_port() { # a TCP port nobody listens on (bound by the kernel, then released
   wait_for "$T/fp.out" listening; kill $fp; wait $fp 2>/dev/null
   sed -n 's/^listening //p' "$T/fp.out"
 }
-proxy() { # proxy NAME RANGE [ARGS...]: $PPORT its port
+# start_proxy NAME ROLE STORAGE [ARGS...]: a proxy on a free port ($PPORT, $last). The
+# port is free when chosen but another test may take it first: then choose again.
+start_proxy() {
+  n=$1 role=$2 st=$3; shift 3
+  tries=0
+  while :; do
+    PPORT=$(free_port)
+    start "$n" "$BIN" proxy --port "$PPORT" --role "$role" $NET --storage "$st" "$@"
+    i=0
+    until grep -q '^connecting to registry' "$T/$n.out" 2>/dev/null; do
+      if grep -q 'cannot listen' "$T/$n.err" 2>/dev/null; then break; fi
+      i=$((i + 1)); [ $i -le 300 ] || fail "proxy $n did not start"
+      sleep 0.1
+    done
+    grep -q '^connecting to registry' "$T/$n.out" && return 0
+    tries=$((tries + 1)); [ $tries -lt 5 ] || fail "proxy $n: no free port"
+  done
+}
+proxy() { # proxy NAME RANGE [ARGS...]: a proxy of web@RANGE; $PPORT its port
   pn=$1 pr=$2; shift 2
-  PPORT=$(free_port)
-  start "$pn" "$BIN" proxy --port "$PPORT" --role "web@$pr" --registryPublicKey "$KEY" $NET --storage "$T/proxy-$pn" "$@"
+  start_proxy "$pn" "web@$pr" "$T/proxy-$pn" --registryPublicKey "$KEY" "$@"
   eval "${pn}_pid=$last ${pn}_port=$PPORT"
   wait_for "$T/$pn.out" "^proxy from $PPORT to p2p service" 60
 }
@@ -127,8 +144,7 @@ seed)
   service db "$HPORT" couchdb@3.2.2
   grep -q "^connecting to registry $KEY" "$T/db.out" || fail "service did not say which registry"
   grep -q '"role":"couchdb","version":"3.2.2","tags":' "$T/db.out" || fail "registered service line"
-  PPORT=$(free_port)
-  start px "$BIN" proxy --port "$PPORT" --role couchdb@3.x $NET --storage "$T/proxy"
+  start_proxy px couchdb@3.x "$T/proxy"
   px=$last
   wait_for "$T/px.out" "^proxy from $PPORT to p2p service $db_key"
   for line in "connecting to registry" "connected to registry"; do
@@ -216,8 +232,7 @@ durability)
   t1=$(date +%s%N)
   [ "$(wc -l <"$T/load2.out")" -eq 1000 ] || fail "second load: not all acknowledged"
   echo "ok: 1000 registrations in flight at once, all acknowledged in $(( (t1 - t0) / 1000000 )) ms (including the DHT connect)"
-  PPORT=$(free_port)
-  start px "$BIN" proxy --port "$PPORT" --role 'load@*' --registryPublicKey "$KEY" $NET --storage "$T/proxy"
+  start_proxy px 'load@*' "$T/proxy" --registryPublicKey "$KEY"
   px=$last
   wait_for "$T/px.out" "^proxy from $PPORT to p2p service" 60
   echo "ok: a fresh proxy took a snapshot of $((acked + 1000)) instances"
@@ -253,6 +268,7 @@ badinput)
   registry
   "$LOAD" bad "$KEY" "$BOOT" >"$T/bad.out" 2>"$T/bad.err" || fail "bad input: $(cat "$T/bad.out")"
   cat "$T/bad.out"
+  grep -q "dropped the connection of client .*frame larger than any request" "$T/registry.out" || fail "the registry did not log the oversized frame"
   other=$("$BIN" seed | sed -n 's/^registryPublicKey=//p')
   out=$("$BIN" ls $NET --registryPublicKey "$other" 2>&1) && fail "ls with a wrong registry key succeeded"
   echo "$out" | grep -q "cannot reach registry" || fail "wrong key: $out"
@@ -265,8 +281,7 @@ badinput)
 farbehind)
   registry
   "$LOAD" register "$KEY" "$BOOT" 10 3600000 >/dev/null 2>"$T/load0.err" || fail "first load"
-  PPORT=$(free_port)
-  start px "$BIN" proxy --port "$PPORT" --role 'load@*' --registryPublicKey "$KEY" $NET --storage "$T/proxy-px"
+  start_proxy px 'load@*' "$T/proxy-px" --registryPublicKey "$KEY"
   wait_for "$T/px.out" "^proxy from $PPORT to p2p service"
   stop "$last"
   t0=$(date +%s%N)
