@@ -31,15 +31,6 @@ static int cmd_seed(const hsp_options_t *o) {
   return fflush(stdout) == 0 ? 0 : 1;
 }
 
-/* Commands whose network machinery is not built yet say so instead of pretending. */
-static int cmd_unavailable(const hsp_options_t *o) {
-  fprintf(stderr,
-          "hyperseaport %s: not available in this build yet: it needs the HyperDHT network "
-          "layer, which is still being written\n",
-          hsp_command_name(o->command));
-  return 1;
-}
-
 int main(int argc, char **argv) {
   if (hsp_crypto_init() != 0) {
     fprintf(stderr, "hyperseaport: libsodium failed to initialise\n");
@@ -70,7 +61,7 @@ int main(int argc, char **argv) {
   case HSP_CMD_SERVICE: rc = hsp_cmd_service(&opts); break;
   case HSP_CMD_PROXY: rc = hsp_cmd_proxy(&opts); break;
   case HSP_CMD_WEB: rc = hsp_cmd_web(&opts); break;
-  default: rc = cmd_unavailable(&opts);
+  default: rc = 2; /* the option table has no other command */
   }
   sodium_memzero(&opts, sizeof opts);
   return rc;
