@@ -176,25 +176,6 @@ static int parse_port(const char *text, int *port) {
   return 0;
 }
 
-/* "15" and "15s" are seconds, "1500ms" milliseconds; the registry accepts 1 s to 1 h. */
-static int parse_ttl(const char *text, uint32_t *ttl_ms) {
-  char *end;
-  errno = 0;
-  if (!isdigit((unsigned char)text[0])) return -1;
-  unsigned long long v = strtoull(text, &end, 10);
-  if (errno) return -1;
-  if (strcmp(end, "ms") == 0) {
-  } else if (!*end || strcmp(end, "s") == 0) {
-    if (v > UINT32_MAX / 1000) return -1;
-    v *= 1000;
-  } else {
-    return -1;
-  }
-  if (v < HSP_REG_TTL_MIN_MS || v > HSP_REG_TTL_MAX_MS) return -1;
-  *ttl_ms = (uint32_t)v;
-  return 0;
-}
-
 /* "10" and "10s" are seconds, "500ms" milliseconds; from min_ms to max_ms. */
 static int parse_duration(const char *text, uint64_t min_ms, uint64_t max_ms, uint64_t *out) {
   char *end;
@@ -211,6 +192,14 @@ static int parse_duration(const char *text, uint64_t min_ms, uint64_t max_ms, ui
   }
   if (v < min_ms || v > max_ms) return -1;
   *out = v;
+  return 0;
+}
+
+/* A lease TTL as parse_duration reads it; the registry accepts 1 s to 1 h. */
+static int parse_ttl(const char *text, uint32_t *ttl_ms) {
+  uint64_t v;
+  if (parse_duration(text, HSP_REG_TTL_MIN_MS, HSP_REG_TTL_MAX_MS, &v)) return -1;
+  *ttl_ms = (uint32_t)v;
   return 0;
 }
 
