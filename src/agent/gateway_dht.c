@@ -588,22 +588,28 @@ static void rg_choose(void *ud, const char *name, const char *range, hsp_reg_ins
                       size_t n) {
   hsp_gw_registry_t *g = ud;
   group_t *gr = find_group(g, name, range);
-  if (!gr || n < 2) return;
+  if (!gr || n == 0) return;
   gr->used = ++g->uses;
-  uint8_t (*keys)[32] = malloc(n * sizeof *keys);
-  uint32_t *tiers = malloc(n * sizeof *tiers);
-  if (keys && tiers) {
-    /* Candidates come highest version first: each version a tier, as in the proxy. The
-     * unhealthy ones were left out by the gateway; the balancer keeps their state anyway,
-     * since it is the one that judged them. */
+  /* The balancer gets every instance in range, not only the healthy candidates: an ejected
+   * one must stay known to keep its ejection and be probed. */
+  long total = rg_query(g, name, range, NULL, 0);
+  if (total <= 0) return;
+  if (total > 1024) total = 1024;
+  hsp_reg_instance_t *all = malloc((size_t)total * sizeof *all);
+  uint8_t (*keys)[32] = malloc((size_t)total * sizeof *keys);
+  uint32_t *tiers = malloc((size_t)total * sizeof *tiers);
+  long m = all && keys && tiers ? rg_query(g, name, range, all, (size_t)total) : -1;
+  if (m > total) m = total;
+  if (m > 0) {
+    /* Instances come highest version first: each version a tier, as in the proxy. */
     uint32_t tier = 0;
-    for (size_t i = 0; i < n; i++) {
-      memcpy(keys[i], cands[i].key, 32);
-      if (i > 0 && strcmp(cands[i].version, cands[i - 1].version) != 0) tier++;
+    for (long i = 0; i < m; i++) {
+      memcpy(keys[i], all[i].key, 32);
+      if (i > 0 && strcmp(all[i].version, all[i - 1].version) != 0) tier++;
       tiers[i] = tier;
     }
     uint8_t key[32];
-    if (hsp_bal_sync_tiers(gr->bal, (const uint8_t(*)[32])keys, tiers, n) == 0 &&
+    if (hsp_bal_sync_tiers(gr->bal, (const uint8_t(*)[32])keys, tiers, (size_t)m) == 0 &&
         hsp_bal_pick(gr->bal, g_now(g), NULL, 0, NULL, key) == 0) {
       /* In-flight is not tracked per request here: the pick counts only for its choice. */
       hsp_bal_done(gr->bal, key);
@@ -616,6 +622,7 @@ static void rg_choose(void *ud, const char *name, const char *range, hsp_reg_ins
         }
     }
   }
+  free(all);
   free(keys);
   free(tiers);
 }
