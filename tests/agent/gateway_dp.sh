@@ -145,6 +145,21 @@ S=$(sessions)
 [ "$S" -le 3 ] || fail "sessions after the kill: '$S'"
 ok "no further sessions after the kill ($S, probes included)"
 
+# SIGTERM drains an instance (GOAWAY): the gateway's pooled channels must not hold it open,
+# and requests go on to the last one.
+i=0
+while [ $i -lt 8 ]; do curl -s -o /dev/null -m 10 "$U/role/web@1/w$i"; i=$((i + 1)); done
+stop "$SVC2"
+ok "a draining instance exits within 10 s (drain allows 30) despite the gateway's pooled channels"
+bad=0 i=0
+while [ $i -lt 20 ]; do
+  c=$(curl -s -o /dev/null -w '%{http_code}' -m 10 "$U/role/web@1/d$i")
+  [ "$c" = 200 ] || bad=$((bad + 1))
+  i=$((i + 1))
+done
+[ $bad = 0 ] || fail "$bad of 20 requests failed after the drain"
+ok "20 requests after the drain: all 200"
+
 stop "$WEB"
 ok "clean exit"
 echo "gateway_dp: $passed passed, 0 failed"
