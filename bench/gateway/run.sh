@@ -4,6 +4,7 @@
 # same run, alternating, best of two rounds each. Prints:
 #   bench gateway_rps <req/s through the gateway> vs_direct=<ratio>
 #   bench gateway_p99_ms <p99 latency through the gateway, ms>
+#   bench gateway_web_rps <req/s through `hyperseaport web`> vs_direct=<ratio> (web.sh)
 set -eu
 [ -n "${GATEWAY_BENCH_DEBUG:-}" ] && set -x
 B=${HSP_BUILD:?HSP_BUILD must name a release build}
@@ -76,3 +77,5 @@ ratio=$(awk -v g="$gw" -v d="$direct" 'BEGIN { printf "%.2f", (d > 0 ? g / d : 0
 printf 'bench gateway_rps %.0f vs_direct=%s\n' "$gw" "$ratio"
 printf 'bench gateway_p99_ms %s\n' "$p99"
 echo "quit" >&3
+# The same through the real `web` gateway over HyperDHT (sessions and channels).
+sh "$(dirname "$0")/web.sh"

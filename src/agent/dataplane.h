@@ -32,6 +32,30 @@
 
 typedef void (*hsp_dp_log_fn)(void *ud, const char *line);
 
+/* ---- links: the HyperDHT side of a session pool (shared by the proxy and the gateway) ---- */
+
+/* One HyperDHT connection per session the pool asks for; frames read go to the pool. The
+ * owner's pool callbacks forward connect, disconnect and send here. */
+typedef struct hsp_dp_link hsp_dp_link_t;
+typedef struct hsp_dp_links {
+  uv_loop_t *loop;
+  hsp_dht_io_t *io;
+  hsp_crypto_keypair_t kp;
+  hsp_pool_t *pool;
+  const char *who; /* for log lines, e.g. "proxy: ROLE" */
+  hsp_dp_log_fn log;
+  void *log_ud;
+  hsp_dp_link_t *head;
+  uint8_t frame[65536 + 64];
+} hsp_dp_links_t;
+
+void hsp_dp_links_connect(hsp_dp_links_t *l, const uint8_t key[32]);
+void hsp_dp_links_disconnect(hsp_dp_links_t *l, const uint8_t key[32]);
+int hsp_dp_links_send(hsp_dp_links_t *l, const uint8_t key[32], const uint8_t *a, size_t alen,
+                      const uint8_t *b, size_t blen);
+/* Forgets every link (their connections' callbacks free them); call after the pool is freed. */
+void hsp_dp_links_release(hsp_dp_links_t *l);
+
 /* ---- proxy ---- */
 
 typedef struct hsp_dp_proxy hsp_dp_proxy_t;

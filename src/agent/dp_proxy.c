@@ -7,17 +7,9 @@
 #include <string.h>
 
 #define TICK_MS 25
-#define FRAME_MAX (65536 + 64)
 
 enum { K_CLIENT = 1, K_PROBE = 2 };
 enum { C_WAITING, C_CONNECTING, C_OPEN };
-
-typedef struct link { /* one HyperDHT connection (attempt) to an instance */
-  hsp_dp_proxy_t *p;  /* NULL once the pool gave it up */
-  uint8_t key[32];
-  hsp_dht_conn_t *conn;
-  struct link *next;
-} link_t;
 
 typedef struct client {
   int kind;
@@ -50,21 +42,20 @@ typedef struct probe {
 struct hsp_dp_proxy {
   uv_loop_t *loop;
   hsp_dht_io_t *io;
-  hsp_crypto_keypair_t kp;
   hsp_dp_proxy_config_t cfg;
   char role[160];
+  char who[176];
   uv_tcp_t listener;
   uv_timer_t timer;
   hsp_bal_t *bal;
   hsp_pool_t *pool;
-  link_t *links;
+  hsp_dp_links_t links;
   client_t *clients;
   hsp_dp_proxy_stats_t stats;
   int handles; /* open uv handles (listener, timer, clients) */
   bool closing;
   void (*close_cb)(void *);
   void *close_ctx;
-  uint8_t frame[FRAME_MAX];
 };
 
 static uint64_t now_ms(hsp_dp_proxy_t *p) { return uv_now(p->loop); }
@@ -460,118 +451,17 @@ static void run_probes(hsp_dp_proxy_t *p) {
 
 /* ---- HyperDHT links (the pool's I/O) ---- */
 
-static link_t *find_link(hsp_dp_proxy_t *p, const uint8_t key[32]) {
-  for (link_t *l = p->links; l; l = l->next)
-    if (memcmp(l->key, key, 32) == 0) return l;
-  return NULL;
-}
-
-static void unlink_link(hsp_dp_proxy_t *p, link_t *l) {
-  for (link_t **pp = &p->links; *pp; pp = &(*pp)->next)
-    if (*pp == l) {
-      *pp = l->next;
-      break;
-    }
-  l->p = NULL;
-}
-
-static void link_read(hsp_dht_conn_t *conn, const uint8_t *buf, ssize_t len) {
-  link_t *l = hsp_dht_conn_user(conn);
-  hsp_dp_proxy_t *p = l->p;
-  if (!p) return;
-  if (len < 0) { /* the service ended the stream */
-    uint8_t key[32];
-    memcpy(key, l->key, 32);
-    char k[9];
-    short_key(k, key);
-    logf_(p, "proxy: %s: instance %s ended the connection", p->role, k);
-    unlink_link(p, l);
-    hsp_dht_conn_destroy(conn);
-    hsp_pool_failed(p->pool, key, now_ms(p), HSP_SESS_EDEAD);
-    return;
-  }
-  hsp_pool_recv(p->pool, l->key, buf, (size_t)len, now_ms(p));
-}
-
-static void link_close(hsp_dht_conn_t *conn, int status) {
-  link_t *l = hsp_dht_conn_user(conn);
-  hsp_dp_proxy_t *p = l->p;
-  if (p) {
-    uint8_t key[32];
-    memcpy(key, l->key, 32);
-    char k[9];
-    short_key(k, key);
-    logf_(p, "proxy: %s: connection to instance %s closed: %s", p->role, k,
-          status ? hsp_dht_conn_strerror(status) : "by the service");
-    unlink_link(p, l);
-    hsp_pool_failed(p->pool, key, now_ms(p), HSP_SESS_EDEAD);
-  }
-  free(l);
-}
-
-static void on_dht_connected(void *ctx, hsp_dht_conn_t *conn, int err) {
-  link_t *l = ctx;
-  hsp_dp_proxy_t *p = l->p;
-  if (!p) { /* given up (timeout or shutdown) meanwhile */
-    if (conn) {
-      hsp_dht_conn_set_callbacks(conn, NULL, NULL, NULL);
-      hsp_dht_conn_destroy(conn);
-    }
-    free(l);
-    return;
-  }
-  if (err) {
-    uint8_t key[32];
-    memcpy(key, l->key, 32);
-    char k[9];
-    short_key(k, key);
-    logf_(p, "proxy: %s: connect to instance %s failed: %s", p->role, k, hsp_dht_conn_strerror(err));
-    unlink_link(p, l);
-    free(l);
-    hsp_pool_failed(p->pool, key, now_ms(p), HSP_SESS_EDEAD);
-    return;
-  }
-  l->conn = conn;
-  hsp_dht_conn_set_callbacks(conn, link_read, link_close, l);
-  hsp_pool_connected(p->pool, l->key, now_ms(p));
-}
-
 static void pool_connect(void *ud, const uint8_t key[32]) {
-  hsp_dp_proxy_t *p = ud;
-  link_t *l = calloc(1, sizeof *l);
-  if (!l) {
-    hsp_pool_failed(p->pool, key, now_ms(p), HSP_SESS_ENOMEM);
-    return;
-  }
-  l->p = p;
-  memcpy(l->key, key, 32);
-  l->next = p->links;
-  p->links = l;
-  int err = hsp_dht_connect(p->io, &p->kp, key, on_dht_connected, l);
-  if (err) {
-    unlink_link(p, l);
-    free(l);
-    hsp_pool_failed(p->pool, key, now_ms(p), HSP_SESS_EDEAD);
-  }
+  hsp_dp_links_connect(&((hsp_dp_proxy_t *)ud)->links, key);
 }
 
 static void pool_disconnect(void *ud, const uint8_t key[32]) {
-  hsp_dp_proxy_t *p = ud;
-  link_t *l = find_link(p, key);
-  if (!l) return;
-  unlink_link(p, l);
-  if (l->conn) hsp_dht_conn_destroy(l->conn); /* link_close frees it */
-  /* else: on_dht_connected frees it */
+  hsp_dp_links_disconnect(&((hsp_dp_proxy_t *)ud)->links, key);
 }
 
 static int pool_send(void *ud, const uint8_t key[32], const uint8_t *a, size_t alen,
                      const uint8_t *b, size_t blen) {
-  hsp_dp_proxy_t *p = ud;
-  link_t *l = find_link(p, key);
-  if (!l || !l->conn || alen + blen > sizeof p->frame) return -1;
-  memcpy(p->frame, a, alen);
-  if (blen) memcpy(p->frame + alen, b, blen);
-  return hsp_dht_conn_write(l->conn, p->frame, alen + blen, NULL, NULL) ? -1 : 0;
+  return hsp_dp_links_send(&((hsp_dp_proxy_t *)ud)->links, key, a, alen, b, blen);
 }
 
 static void on_session_down(void *ud, const uint8_t key[32], int err) {
@@ -614,7 +504,6 @@ int hsp_dp_proxy_start(hsp_dp_proxy_t **out, uv_loop_t *loop, hsp_dht_io_t *io,
   if (!p) return UV_ENOMEM;
   p->loop = loop;
   p->io = io;
-  p->kp = *kp;
   p->cfg = *cfg;
   /* A dead instance is noticed within a second on every session open to it. */
   if (!p->cfg.pool.sess.dead_ms) p->cfg.pool.sess.dead_ms = 900;
@@ -630,6 +519,9 @@ int hsp_dp_proxy_start(hsp_dp_proxy_t **out, uv_loop_t *loop, hsp_dht_io_t *io,
       .on_goaway = on_goaway,
   };
   p->pool = hsp_pool_new(&p->cfg.pool, &pcb, p);
+  snprintf(p->who, sizeof p->who, "proxy: %s", p->role);
+  p->links = (hsp_dp_links_t){.loop = loop, .io = io, .kp = *kp, .pool = p->pool, .who = p->who,
+                              .log = cfg->log, .log_ud = cfg->log_ud};
   if (!p->bal || !p->pool) {
     hsp_bal_free(p->bal);
     hsp_pool_free(p->pool);
@@ -692,9 +584,9 @@ static void handle_gone(hsp_dp_proxy_t *p) {
   if (--p->handles > 0 || !p->closing) return;
   void (*cb)(void *) = p->close_cb;
   void *ctx = p->close_ctx;
-  while (p->links) unlink_link(p, p->links); /* their callbacks free them */
+  hsp_dp_links_release(&p->links); /* their callbacks free them */
   hsp_bal_free(p->bal);
-  hsp_crypto_keypair_wipe(&p->kp);
+  hsp_crypto_keypair_wipe(&p->links.kp);
   free(p);
   if (cb) cb(ctx);
 }

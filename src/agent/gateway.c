@@ -820,6 +820,12 @@ static void build_metrics(hsp_gw_t *gw, sb_t *b) {
          "# TYPE hsp_gateway_registry_seq gauge\nhsp_gateway_registry_seq %" PRIu64 "\n",
          gw->nconns, gw->nup, gw->ntunnels, gw->refused, gw->bytes_in, gw->bytes_out,
          up_seq(gw));
+  if (gw->up.sessions)
+    sb_fmt(b,
+           "# HELP hsp_gateway_instance_sessions Connections to instances (data plane "
+           "sessions; streams are channels on them).\n"
+           "# TYPE hsp_gateway_instance_sessions gauge\nhsp_gateway_instance_sessions %zu\n",
+           gw->up.sessions(gw->up.ud));
 }
 
 /* ---- Server-sent events ----------------------------------------------------------------- */
@@ -998,14 +1004,18 @@ static void proxy_route(conn_t *c) {
       c->stats = role_stats(gw, r->name, true);
       { respond_error(c, 503, "no healthy instance"); return; }
     }
-    size_t rot = (size_t)(gw->rr++ % k);
-    if (rot) {
-      hsp_reg_instance_t *tmp = malloc(rot * sizeof *tmp);
-      if (!tmp) { respond_error(c, 500, "out of memory"); return; }
-      memcpy(tmp, c->cands, rot * sizeof *tmp);
-      memmove(c->cands, c->cands + rot, (k - rot) * sizeof *tmp);
-      memcpy(c->cands + (k - rot), tmp, rot * sizeof *tmp);
-      free(tmp);
+    if (gw->up.choose) {
+      gw->up.choose(gw->up.ud, r->name, r->range, c->cands, k);
+    } else {
+      size_t rot = (size_t)(gw->rr++ % k);
+      if (rot) {
+        hsp_reg_instance_t *tmp = malloc(rot * sizeof *tmp);
+        if (!tmp) { respond_error(c, 500, "out of memory"); return; }
+        memcpy(tmp, c->cands, rot * sizeof *tmp);
+        memmove(c->cands, c->cands + rot, (k - rot) * sizeof *tmp);
+        memcpy(c->cands + (k - rot), tmp, rot * sizeof *tmp);
+        free(tmp);
+      }
     }
     c->ncands = k;
   }
@@ -1127,6 +1137,16 @@ static void pool_remove(upconn_t *u) {
   if (u->pool_next) u->pool_next->pool_prev = u->pool_prev;
   u->pooled = false;
   u->pool_prev = u->pool_next = NULL;
+}
+
+void hsp_gw_drop_idle(hsp_gw_t *gw, const uint8_t key[HSP_REG_KEY_BYTES]) {
+  for (upconn_t *u = gw->pool, *next; u; u = next) {
+    next = u->pool_next;
+    if (memcmp(u->key, key, HSP_REG_KEY_BYTES) == 0) {
+      pool_remove(u);
+      up_free(u);
+    }
+  }
 }
 
 static void start_tunnel(conn_t *c, upconn_t *u, const uint8_t *rest, size_t len) {
@@ -1373,7 +1393,9 @@ static void release_up(conn_t *c) {
   size_t same = 0;
   for (upconn_t *p = gw->pool; p; p = p->pool_next)
     if (memcmp(p->key, u->key, HSP_REG_KEY_BYTES) == 0) same++;
-  if (!u->reusable || u->eof || !u->s || same >= gw->cfg.pool_per_instance || gw->closing) {
+  /* Not kept for an instance the upstream stopped offering (e.g. it drains). */
+  if (!u->reusable || u->eof || !u->s || same >= gw->cfg.pool_per_instance || gw->closing ||
+      (gw->up.health && gw->up.health(gw->up.ud, u->key) != HSP_GW_HEALTHY)) {
     conn_drop_up(c);
     return;
   }

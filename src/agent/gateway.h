@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "balance.h"
 #include "dht_io.h"
 #include "http.h"
 #include "hyper_crypto.h"
@@ -103,6 +104,12 @@ typedef struct hsp_gw_upstream {
    * set, or a negative error (no event follows). */
   int (*open)(void *ud, const uint8_t key[HSP_REG_KEY_BYTES], const hsp_gw_stream_events_t *ev,
               void *ctx, hsp_gw_stream_t **out);
+  /* Balancing, may be NULL (round robin): moves the instance to try first among the healthy
+   * candidates of name@range to cands[0]; the others stay as the failover order. */
+  void (*choose)(void *ud, const char *name, const char *range, hsp_reg_instance_t *cands,
+                 size_t n);
+  /* Connections to instances open now (sessions), for /metrics; may be NULL. */
+  size_t (*sessions)(void *ud);
 } hsp_gw_upstream_t;
 
 /* ---- The gateway ------------------------------------------------------------------------ */
@@ -132,6 +139,8 @@ int hsp_gw_listen(hsp_gw_t *gw, const char *host, int port);
 int hsp_gw_port(const hsp_gw_t *gw);
 /* The upstream's instance set or health changed: dashboards get an update shortly. */
 void hsp_gw_changed(hsp_gw_t *gw);
+/* Closes the idle pooled streams to an instance (it drains: they would hold it open). */
+void hsp_gw_drop_idle(hsp_gw_t *gw, const uint8_t key[HSP_REG_KEY_BYTES]);
 /* Closes every connection and handle; cb (may be NULL) runs once all are closed, after
  * which the gateway is freed. */
 void hsp_gw_close(hsp_gw_t *gw, void (*cb)(void *ud), void *ud);
@@ -161,16 +170,25 @@ int hsp_gw_dht_open(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
                     const uint8_t key[HSP_REG_KEY_BYTES], const hsp_gw_stream_events_t *ev,
                     void *ctx, hsp_gw_stream_t **out);
 
-/* ---- The registry upstream: instances from a replica or the store, streams over HyperDHT - */
+/* ---- The registry upstream: instances from a replica or the store, on the data plane ---- */
 
+/* Streams are channels on the data plane's sessions (one encrypted HyperDHT connection per
+ * instance, pool.h), and /role/ requests pick their instance with the proxy's balancer
+ * (balance.h, one per NAME@RANGE): a failing instance is ejected and probed, a draining one
+ * (GOAWAY) gets no new requests. */
 typedef struct hsp_gw_registry hsp_gw_registry_t;
 
 /* Exactly one of replica and store: a gateway of its own looks instances up in its replica
  * (kept in step by the caller, see follow.h), the gateway inside the registry process in the
- * registry's store. All arguments must outlive it; call hsp_gw_changed when they change. */
+ * registry's store. All arguments must outlive it; call hsp_gw_changed when they change.
+ * bal may be NULL (defaults: p2c). */
 int hsp_gw_registry_new(hsp_gw_registry_t **out, hsp_reg_replica_t *replica, hsp_store_t *store,
-                        hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp, uint64_t fail_ms);
-void hsp_gw_registry_free(hsp_gw_registry_t *g);
+                        hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
+                        const hsp_bal_config_t *bal);
+/* The gateway on this upstream, told to drop idle streams to a draining instance. */
+void hsp_gw_registry_set_gateway(hsp_gw_registry_t *g, hsp_gw_t *gw);
+/* Ends every session; cb runs once its handles are closed (after the gateway closed). */
+void hsp_gw_registry_close(hsp_gw_registry_t *g, void (*cb)(void *ctx), void *ctx);
 void hsp_gw_registry_upstream(hsp_gw_registry_t *g, hsp_gw_upstream_t *out);
 
 #endif

@@ -324,5 +324,5 @@ static int st_open(void *ud, const uint8_t key[HSP_REG_KEY_BYTES],
 
 void hsp_gw_static_upstream(hsp_gw_static_t *s, hsp_gw_upstream_t *out) {
   *out = (hsp_gw_upstream_t){s,       st_query,  st_get,         st_each,
-                             st_seq,  st_health, st_mark_failed, st_open};
+                             st_seq,  st_health, st_mark_failed, st_open, NULL, NULL};
 }

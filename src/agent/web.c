@@ -7,23 +7,35 @@
 #include "gateway.h"
 #include "hyper_conn.h"
 
-/* An instance the gateway could not reach is skipped this long. */
-#define WEB_FAIL_MS 10000
-
 struct hsp_agent_web {
   hsp_agent_web_config_t cfg;
   hsp_crypto_keypair_t kp;
   hsp_agent_follow_t *follow;
   hsp_gw_registry_t *reg;
   hsp_gw_t *gw;
-  bool stopping, gw_open, follow_open;
+  bool stopping, gw_open, follow_open, reg_open;
   void (*stop_cb)(void *);
   void *stop_ctx;
 };
 
+static void maybe_stopped(hsp_agent_web_t *w);
+
+static void reg_closed(void *ctx) {
+  hsp_agent_web_t *w = ctx;
+  w->reg_open = false;
+  maybe_stopped(w);
+}
+
 static void maybe_stopped(hsp_agent_web_t *w) {
   if (!w->stopping || w->gw_open || w->follow_open) return;
-  hsp_gw_registry_free(w->reg);
+  if (w->reg) { /* after the gateway: its streams are channels on the registry upstream's sessions */
+    hsp_gw_registry_t *reg = w->reg;
+    w->reg = NULL;
+    w->reg_open = true;
+    hsp_gw_registry_close(reg, reg_closed, w);
+    return;
+  }
+  if (w->reg_open) return;
   hsp_crypto_keypair_wipe(&w->kp);
   void (*cb)(void *) = w->stop_cb;
   void *ctx = w->stop_ctx;
@@ -81,13 +93,15 @@ int hsp_agent_web_start(hsp_agent_web_t **out, const hsp_agent_web_config_t *cfg
     replica = hsp_agent_follow_replica(w->follow);
   }
   *msg = "out of memory";
-  err = hsp_gw_registry_new(&w->reg, replica, cfg->store, cfg->io, &w->kp, WEB_FAIL_MS);
+  hsp_bal_config_t bal = {.policy = cfg->balance};
+  err = hsp_gw_registry_new(&w->reg, replica, cfg->store, cfg->io, &w->kp, &bal);
   hsp_gw_upstream_t up;
   if (!err) {
     hsp_gw_registry_upstream(w->reg, &up);
     err = hsp_gw_new(&w->gw, hsp_dht_io_loop(cfg->io), NULL, &up);
   }
   if (!err) {
+    hsp_gw_registry_set_gateway(w->reg, w->gw);
     w->gw_open = true;
     *msg = "cannot listen";
     err = hsp_gw_listen(w->gw, cfg->host, cfg->port);
@@ -127,6 +141,7 @@ void hsp_agent_web_stop(hsp_agent_web_t *w, void (*cb)(void *ctx), void *ctx) {
   /* The gateway first: its connections hold streams; the follower after. */
   hsp_gw_t *gw = w->gw;
   w->gw = NULL;
+  if (w->reg) hsp_gw_registry_set_gateway(w->reg, NULL);
   if (w->follow_open) hsp_agent_follow_stop(w->follow, follow_closed, w);
   if (gw) hsp_gw_close(gw, gw_closed, w);
   else maybe_stopped(w);

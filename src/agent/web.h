@@ -2,13 +2,14 @@
  * `hyperseaport web` and `--web`: the HTTP gateway (gateway.h) on the registry. On its own,
  * it follows the registry into a local replica (follow.h) and so keeps serving while the
  * registry is down; inside the registry process, it reads the registry's store. Either way it
- * reaches instances over HyperDHT, and dashboards update on every registry change.
+ * reaches instances over the data plane (sessions, balancer), and dashboards update on every registry change.
  */
 #ifndef HSP_AGENT_WEB_H
 #define HSP_AGENT_WEB_H
 
 #include <stdio.h>
 
+#include "balance.h"
 #include "dht_io.h"
 #include "store.h"
 
@@ -19,6 +20,7 @@ typedef struct hsp_agent_web_config {
   hsp_store_t *store;       /* inside the registry: its store (then call ..._changed) */
   const char *host;         /* address to listen on */
   int port;
+  hsp_bal_policy_t balance; /* which instance of a role gets a request (default p2c) */
   FILE *out, *err;
 } hsp_agent_web_config_t;
 

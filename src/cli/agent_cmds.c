@@ -63,6 +63,7 @@ static void ready(hsp_dht_io_t *io, void *ctx) {
     hsp_agent_web_config_t cfg = {.io = io, .registry = o->registry_public_key,
                                   .replica_path = a->replica_path,
                                   .host = o->has_host ? o->host : "127.0.0.1", .port = o->port,
+                                  .balance = (hsp_bal_policy_t)o->balance,
                                   .out = stdout, .err = stderr};
     const char *what = "";
     err = hsp_agent_web_start(&a->web, &cfg, &what);

@@ -105,7 +105,7 @@ static const command_spec_t commands[HSP_CMD_COUNT] = {
     [HSP_CMD_REGISTRY] = {"registry", "hyperseaport [registry] [--storage DIR] [--web PORT]",
                           "run the registry (the default command)",
                           NETWORKED | BIT(F_SEED) | BIT(F_STORAGE) | BIT(F_WEB) | BIT(F_HOST) |
-                              BIT(F_VERSION),
+                              BIT(F_VERSION) | BIT(F_BALANCE),
                           BIT(F_SEED), NULL, NULL,
                           "address of the --web gateway (default: 127.0.0.1)"},
     [HSP_CMD_SEED] = {"seed", "hyperseaport seed [--registrySeed HEX] > ~/.config/hyperseaport",
@@ -133,7 +133,7 @@ static const command_spec_t commands[HSP_CMD_COUNT] = {
     [HSP_CMD_WEB] = {"web", "hyperseaport web --port PORT --registryPublicKey HEX",
                      "run the HTTP gateway: /role/NAME@RANGE/path, /list/NAME@RANGE, "
                      "/instance/KEY/path, the dashboard at / and /metrics",
-                     NETWORKED | BIT(F_PORT) | BIT(F_HOST) | BIT(F_STORAGE),
+                     NETWORKED | BIT(F_PORT) | BIT(F_HOST) | BIT(F_STORAGE) | BIT(F_BALANCE),
                      BIT(F_PORT) | BIT(F_PUBLIC_KEY), "local HTTP port to listen on", NULL,
                      "address to listen on (default: 127.0.0.1)"},
     [HSP_CMD_DHT_NODE] = {"dht-node", "hyperseaport dht-node [--port PORT] [--host HOST] "

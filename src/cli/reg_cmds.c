@@ -57,7 +57,9 @@ static void registry_ready(hsp_dht_io_t *io, void *ctx) {
   if (r->o->web_port) {
     hsp_agent_web_config_t cfg = {.io = io, .store = r->store,
                                   .host = r->o->has_host ? r->o->host : "127.0.0.1",
-                                  .port = r->o->web_port, .out = stdout, .err = stderr};
+                                  .port = r->o->web_port,
+                                  .balance = (hsp_bal_policy_t)r->o->balance,
+                                  .out = stdout, .err = stderr};
     const char *what = "";
     err = hsp_agent_web_start(&r->web, &cfg, &what);
     if (err) {
