@@ -64,7 +64,6 @@ struct hsp_dp_proxy {
   bool closing;
   void (*close_cb)(void *);
   void *close_ctx;
-  uint8_t frame[FRAME_MAX];
 };
 
 static uint64_t now_ms(hsp_dp_proxy_t *p) { return uv_now(p->loop); }
@@ -247,6 +246,15 @@ static void t_data(void *ud, hsp_sess_t *s, uint32_t ch, void *user, const uint8
   if (c->closing) {
     hsp_sess_consumed(s, ch, n); /* nobody to deliver to; the close follows */
     return;
+  }
+  /* Most of the time the socket takes it all at once: no copy, no request, credit at once. */
+  uv_buf_t now = uv_buf_init((char *)d, (unsigned)n);
+  int sent = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
+  if (sent > 0) {
+    hsp_sess_consumed(s, ch, (size_t)sent);
+    d += sent;
+    n -= (size_t)sent;
+    if (!n) return;
   }
   wreq_t *w = malloc(sizeof *w + n);
   if (!w) {
@@ -568,10 +576,9 @@ static int pool_send(void *ud, const uint8_t key[32], const uint8_t *a, size_t a
                      const uint8_t *b, size_t blen) {
   hsp_dp_proxy_t *p = ud;
   link_t *l = find_link(p, key);
-  if (!l || !l->conn || alen + blen > sizeof p->frame) return -1;
-  memcpy(p->frame, a, alen);
-  if (blen) memcpy(p->frame + alen, b, blen);
-  return hsp_dht_conn_write(l->conn, p->frame, alen + blen, NULL, NULL) ? -1 : 0;
+  if (!l || !l->conn || alen + blen > FRAME_MAX) return -1;
+  struct iovec v[2] = {{.iov_base = (void *)a, .iov_len = alen}, {.iov_base = (void *)b, .iov_len = blen}};
+  return hsp_dht_conn_writev(l->conn, v, 2, NULL, NULL) ? -1 : 0;
 }
 
 static void on_session_down(void *ud, const uint8_t key[32], int err) {
