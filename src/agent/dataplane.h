@@ -37,6 +37,10 @@ typedef void (*hsp_dp_log_fn)(void *ud, const char *line);
 /* One HyperDHT connection per session the pool asks for; frames read go to the pool. The
  * owner's pool callbacks forward connect, disconnect and send here. */
 typedef struct hsp_dp_link hsp_dp_link_t;
+/* The largest session frame sent in one secret-stream message (a mux batch is bounded to
+ * fit, see hsp_mux_set_max_batch). */
+#define HSP_DP_FRAME_MAX (65536 + 64)
+
 typedef struct hsp_dp_links {
   uv_loop_t *loop;
   hsp_dht_io_t *io;
@@ -46,7 +50,6 @@ typedef struct hsp_dp_links {
   hsp_dp_log_fn log;
   void *log_ud;
   hsp_dp_link_t *head;
-  uint8_t frame[65536 + 64];
 } hsp_dp_links_t;
 
 void hsp_dp_links_connect(hsp_dp_links_t *l, const uint8_t key[32]);

@@ -129,10 +129,9 @@ void hsp_dp_links_disconnect(hsp_dp_links_t *ls, const uint8_t key[32]) {
 int hsp_dp_links_send(hsp_dp_links_t *ls, const uint8_t key[32], const uint8_t *a, size_t alen,
                       const uint8_t *b, size_t blen) {
   hsp_dp_link_t *l = find_link(ls, key);
-  if (!l || !l->conn || alen + blen > sizeof ls->frame) return -1;
-  memcpy(ls->frame, a, alen);
-  if (blen) memcpy(ls->frame + alen, b, blen);
-  return hsp_dht_conn_write(l->conn, ls->frame, alen + blen, NULL, NULL) ? -1 : 0;
+  if (!l || !l->conn || alen + blen > HSP_DP_FRAME_MAX) return -1;
+  struct iovec v[2] = {{.iov_base = (void *)a, .iov_len = alen}, {.iov_base = (void *)b, .iov_len = blen}};
+  return hsp_dht_conn_writev(l->conn, v, 2, NULL, NULL) ? -1 : 0;
 }
 
 void hsp_dp_links_release(hsp_dp_links_t *ls) {

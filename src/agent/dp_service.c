@@ -7,7 +7,6 @@
 #include <string.h>
 
 #define TICK_MS 25
-#define FRAME_MAX (65536 + 64)
 
 typedef struct svc_conn {
   hsp_dp_service_t *s;
@@ -57,7 +56,6 @@ struct hsp_dp_service {
   bool closing;
   void (*close_cb)(void *);
   void *close_ctx;
-  uint8_t frame[FRAME_MAX];
 };
 
 static uint64_t now_ms(hsp_dp_service_t *s) { return uv_now(s->loop); }
@@ -258,6 +256,15 @@ static void sess_data(void *ud, hsp_sess_t *sess, uint32_t ch, void *user, const
     hsp_sess_consumed(sess, ch, n);
     return;
   }
+  /* Most of the time the socket takes it all at once: no copy, no request, credit at once. */
+  uv_buf_t now = uv_buf_init((char *)p, (unsigned)n);
+  int sent = uv_try_write((uv_stream_t *)&t->tcp, &now, 1);
+  if (sent > 0) {
+    hsp_sess_consumed(sess, ch, (size_t)sent);
+    p += sent;
+    n -= (size_t)sent;
+    if (!n) return;
+  }
   wreq_t *w = malloc(sizeof *w + n);
   if (!w) {
     tunnel_end(t);
@@ -320,11 +327,9 @@ static void sess_close(void *ud, hsp_sess_t *sess, uint32_t ch, void *user, int 
 
 static int sess_send(void *ud, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
   svc_conn_t *sc = ud;
-  hsp_dp_service_t *s = sc->s;
-  if (!sc->conn || alen + blen > sizeof s->frame) return -1;
-  memcpy(s->frame, a, alen);
-  if (blen) memcpy(s->frame + alen, b, blen);
-  return hsp_dht_conn_write(sc->conn, s->frame, alen + blen, NULL, NULL) ? -1 : 0;
+  if (!sc->conn || alen + blen > HSP_DP_FRAME_MAX) return -1;
+  struct iovec v[2] = {{.iov_base = (void *)a, .iov_len = alen}, {.iov_base = (void *)b, .iov_len = blen}};
+  return hsp_dht_conn_writev(sc->conn, v, 2, NULL, NULL) ? -1 : 0;
 }
 
 static const hsp_sess_callbacks_t sess_cb = {sess_send, sess_accept, NULL, sess_data,

@@ -2,6 +2,7 @@
 #include "hyper_conn_internal.h"
 
 #include <arpa/inet.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,19 +213,43 @@ void *hsp_dht_conn_user(const hsp_dht_conn_t *c) { return c->user; }
 
 int hsp_dht_conn_write(hsp_dht_conn_t *c, const uint8_t *buf, size_t len,
                        hsp_dht_conn_write_cb cb, void *ctx) {
+  struct iovec v = {.iov_base = (void *)buf, .iov_len = len};
+  return hsp_dht_conn_writev(c, &v, 1, cb, ctx);
+}
+
+int hsp_dht_conn_writev(hsp_dht_conn_t *c, const struct iovec *iov, size_t iovcnt,
+                        hsp_dht_conn_write_cb cb, void *ctx) {
   if (!c->started || !hsp_ss_is_open(&c->ss)) return HSP_DHT_EINVAL;
+  size_t len = 0;
+  for (size_t i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_len > SIZE_MAX / 2 - len) return HSP_DHT_EINVAL;
+    len += iov[i].iov_len;
+  }
   size_t chunks = len ? (len + CHUNK - 1) / CHUNK : 0;
   size_t total = len + chunks * HSP_SS_FRAME_OVERHEAD;
   wreq_t *w = malloc(sizeof(*w) + total + 1);
   if (!w) return HSP_DHT_ENOMEM;
   w->cb = cb;
   w->ctx = ctx;
-  /* Each chunk is one secret-stream message, sealed in place inside the one buffer. */
+  /* Each chunk is one secret-stream message, gathered straight into its place in the one
+   * buffer and sealed there: the pieces are copied once. */
   uint8_t *p = w->data;
   uint64_t now = hsp_dht_io_now(c->io);
+  size_t vi = 0, voff = 0;
   for (size_t off = 0; off < len; off += CHUNK) {
     size_t n = len - off < CHUNK ? len - off : CHUNK;
-    memcpy(p + HSP_SS_PLAINTEXT_OFFSET, buf + off, n);
+    uint8_t *dst = p + HSP_SS_PLAINTEXT_OFFSET;
+    for (size_t got = 0; got < n;) {
+      size_t k = iov[vi].iov_len - voff;
+      if (k > n - got) k = n - got;
+      if (k) memcpy(dst + got, (const uint8_t *)iov[vi].iov_base + voff, k);
+      got += k;
+      voff += k;
+      if (voff == iov[vi].iov_len) {
+        vi++;
+        voff = 0;
+      }
+    }
     int err = hsp_ss_seal(&c->ss, p, n, now);
     if (err) {
       free(w);

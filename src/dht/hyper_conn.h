@@ -21,6 +21,7 @@
 #define HSP_DHT_HYPER_CONN_H
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "dht_io.h"
 #include "hyper_crypto.h"
@@ -55,6 +56,9 @@ void *hsp_dht_conn_user(const hsp_dht_conn_t *c);
 /* Copies buf; cb (may be NULL) runs once the peer acknowledged every byte. */
 int hsp_dht_conn_write(hsp_dht_conn_t *c, const uint8_t *buf, size_t len,
                        hsp_dht_conn_write_cb cb, void *ctx);
+/* Same, the bytes gathered from iov (copied once, into the sealed messages). */
+int hsp_dht_conn_writev(hsp_dht_conn_t *c, const struct iovec *iov, size_t iovcnt,
+                        hsp_dht_conn_write_cb cb, void *ctx);
 /* Bytes written but not yet acknowledged (back-pressure). */
 size_t hsp_dht_conn_write_queue_size(const hsp_dht_conn_t *c);
 /* Read back-pressure. read_stop pauses delivery to the read callback (it may be called

@@ -44,12 +44,33 @@ typedef struct tx_batch {
   int n;
 } tx_batch_t;
 
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+/* With UDP_GRO the kernel may hand over a run of equal-size datagrams (the segments of a peer's
+ * GSO send, e.g. on loopback) as one buffer, saving the per-datagram receive path; a slot so
+ * holds up to 64 KiB. Pages a slot never receives into are never touched. */
+#define RX_SLOT 65536
+
 typedef struct rx_batch {
   struct mmsghdr msgs[RX_BATCH];
   struct iovec iov[RX_BATCH];
   struct sockaddr_storage addrs[RX_BATCH];
-  uint8_t bufs[RX_BATCH][HSP_UDX_MAX_DATAGRAM];
+  char cmsg[RX_BATCH][CMSG_SPACE(sizeof(int))];
+  uint8_t bufs[RX_BATCH][RX_SLOT];
 } rx_batch_t;
+
+/* The segment size of a coalesced receive, or 0 for a single datagram. */
+static size_t gro_segment(const struct msghdr *h) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int seg;
+      memcpy(&seg, CMSG_DATA(c), sizeof(seg));
+      return seg > 0 ? (size_t)seg : 0;
+    }
+  }
+  return 0;
+}
 
 static int linger_answer(hsp_udx_socket_t *sock, const hsp_udx_header_t *h);
 static void batch_begin(hsp_udx_socket_t *sock);
@@ -557,8 +578,10 @@ static void on_readable(hsp_udx_socket_t *sock) {
   for (int round = 0; round < RX_ROUNDS && !sock->closing; round++) {
     for (int i = 0; i < RX_BATCH; i++) {
       rx->iov[i].iov_base = rx->bufs[i];
-      rx->iov[i].iov_len = HSP_UDX_MAX_DATAGRAM;
+      rx->iov[i].iov_len = RX_SLOT;
       memset(&rx->msgs[i].msg_hdr, 0, sizeof(rx->msgs[i].msg_hdr));
+      rx->msgs[i].msg_hdr.msg_control = rx->cmsg[i];
+      rx->msgs[i].msg_hdr.msg_controllen = sizeof(rx->cmsg[i]);
       rx->msgs[i].msg_hdr.msg_iov = &rx->iov[i];
       rx->msgs[i].msg_hdr.msg_iovlen = 1;
       rx->msgs[i].msg_hdr.msg_name = &rx->addrs[i];
@@ -573,7 +596,13 @@ static void on_readable(hsp_udx_socket_t *sock) {
     for (int i = 0; i < n && !sock->closing; i++) {
       /* Truncated datagrams (bigger than our buffer) are not valid UDX packets. */
       if (rx->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
-      dispatch(sock, rx->bufs[i], rx->msgs[i].msg_len, &rx->addrs[i]);
+      size_t len = rx->msgs[i].msg_len;
+      size_t seg = gro_segment(&rx->msgs[i].msg_hdr);
+      if (!seg) seg = len;
+      if (seg > HSP_UDX_MAX_DATAGRAM) continue;
+      for (size_t off = 0; off == 0 || (off < len && !sock->closing); off += seg ? seg : 1) {
+        dispatch(sock, rx->bufs[i] + off, len - off < seg ? len - off : seg, &rx->addrs[i]);
+      }
     }
     if (!sock->closing) send_deferred_acks(sock);
     batch_end(sock);
@@ -633,6 +662,8 @@ int hsp_udx_socket_bind(hsp_udx_socket_t *sock, const struct sockaddr *addr) {
   int rcv = 4 * 1024 * 1024, snd = 2 * 1024 * 1024;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof(snd));
+  int one = 1; /* best effort: without it every datagram arrives on its own */
+  setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
   if (bind(fd, addr, addr_len(addr)) < 0) {
     sock->errno_value = errno;
     close(fd);
