@@ -55,6 +55,9 @@ typedef struct connector {
   bool ticking;
   bool lan, open;        /* localConnection option; we told the server we are reachable */
   uint64_t passive_until; /* we are OPEN: the server connects to us (connect.js) */
+  bool early; /* the server's stream reached us before its handshake reply did */
+  int early_socket;
+  hsp_ipv4_addr_t early_address;
   hsp_ipv4_addr_t tried[MAX_TRIED]; /* nodes sent our handshake */
   size_t ntried;
   bool preconnect, stopping_query;
@@ -408,20 +411,35 @@ static void lan_ping(connector_t *k, const hsp_ipv4_addr_t *to) {
   }
 }
 
-/* We are OPEN: the server connects to us; its first UDX packet tells us from where. */
-static int passive_firewall(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, const struct sockaddr *from) {
+/* The server's first UDX packet tells us where its stream is. A server that hands its
+ * stream over at once (we are OPEN, or it answered our handshake itself) sends before its
+ * reply reaches us, the more so when the reply takes the detour through a relay: that packet
+ * is kept (UDX buffers it until the stream starts) and its origin remembered, as connect.js
+ * does (serverSocket), instead of being dropped and recovered only by the server's 1 s RTO.
+ * After the handshake, a first packet while we wait passively starts the stream there;
+ * otherwise (punching, relaying) packets are processed as without a firewall. */
+static int stream_firewall(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, const struct sockaddr *from) {
   hsp_dht_conn_t *c = s->data;
   /* Started: user belongs to the application now; accept the packet as a stream without a
    * firewall would (the server may answer from another of its sockets). */
   if (c->started) return 0;
   connector_t *k = c->user;
-  if (!k || k->done || !k->handshaked || from->sa_family != AF_INET) return 1;
+  if (!k || k->done || from->sa_family != AF_INET) return 1;
   const struct sockaddr_in *sa = (const struct sockaddr_in *)from;
   hsp_ipv4_addr_t a;
   memcpy(a.host, &sa->sin_addr, 4);
   a.port = ntohs(sa->sin_port);
   int which = hsp_dht_io_socket_id(k->io, sock);
   if (which < 0 || !a.port) return 1;
+  if (!k->handshaked) {
+    if (!k->early) {
+      k->early = true;
+      k->early_socket = which;
+      k->early_address = a;
+    }
+    return 0;
+  }
+  if (!k->open) return 0;
   c->user = NULL;
   finish(k, hsp_dht__conn_start(c, which, &a, k->remote_udx_id, &k->keys));
   maybe_free(k);
@@ -497,6 +515,11 @@ static void on_handshake_reply(void *ctx, const hsp_dht_reply_t *r, int err) {
   hsp_ipv4_addr_t client = r->to;
   hsp_ipv4_addr_t dest = r->from; /* not relayed: the server's own node answered */
   bool holepunchable = p.has_holepunch && p.holepunch_relays.count > 0;
+  if (k->early) {
+    finish(k, hsp_dht__conn_start(k->conn, k->early_socket, &k->early_address, k->remote_udx_id,
+                                  &k->keys));
+    goto out;
+  }
   if (!relayed) {
     finish(k, hsp_dht__conn_start(k->conn, 0, &dest, k->remote_udx_id, &k->keys));
     goto out;
@@ -664,11 +687,8 @@ int hsp_dht_connect_with(hsp_dht_io_t *io, const hsp_crypto_keypair_t *kp,
     p.relay_through_public_key = k->relay_key;
     p.relay_through_token = k->relay_token;
   }
-  if (open) {
-    /* The server may connect to us first: accept its first packet (passive mode). */
-    k->conn->user = k;
-    hsp_udx_stream_set_firewall(&k->conn->stream, passive_firewall);
-  }
+  k->conn->user = k;
+  hsp_udx_stream_set_firewall(&k->conn->stream, stream_firewall);
   uint8_t plain[256], noise[512];
   long plen = hsp_dht_noise_payload_encode(plain, sizeof(plain), &p);
   size_t nlen;

@@ -158,18 +158,28 @@ static int stream_firewall(hsp_udx_stream_t *s, hsp_udx_socket_t *sock, const st
 static void on_puncher_analyzed(void *ctx);
 static void on_puncher_abort(void *ctx);
 
+/* A full table evicts the oldest session whose stream was already handed over: it only
+ * waits to answer relayed copies of its handshake (server.js keeps those without a bound),
+ * and refusing a new client for that would fail any burst of more than SESSIONS connects
+ * within HANDSHAKE_WAIT_MS. Sessions still punching or pairing are never evicted. */
 static session_t *new_session(hsp_dht_server_t *s, const uint8_t key[32]) {
+  session_t *x = NULL;
   for (size_t i = 0; i < SESSIONS; i++) {
-    if (!s->sessions[i].used) {
-      session_t *x = &s->sessions[i];
-      memset(x, 0, sizeof(*x));
-      x->used = true;
-      x->server = s;
-      memcpy(x->key, key, 32);
-      return x;
+    session_t *y = &s->sessions[i];
+    if (!y->used) {
+      x = y;
+      break;
     }
+    if (y->conn || y->puncher || y->relay) continue;
+    if (!x || y->deadline < x->deadline) x = y;
   }
-  return NULL;
+  if (!x) return NULL;
+  if (x->used) drop_session(x);
+  memset(x, 0, sizeof(*x));
+  x->used = true;
+  x->server = s;
+  memcpy(x->key, key, 32);
+  return x;
 }
 
 static bool on_handshake(void *ctx, const hsp_dht_incoming_t *req, const hsp_dht_handshake_t *hs,
